@@ -1,0 +1,322 @@
+"""Callbacks: code that ``Sequential.fit`` calls at fixed points of training (Keras' protocol).
+
+``fit`` calls, in order::
+
+    set_model(model); set_params({"epochs": E, "steps": S, "verbose": v})
+    on_train_begin(logs)
+    for each epoch:   on_epoch_begin(epoch, logs)
+        for each batch:   on_batch_end(batch, logs)      # logs: {"loss": batch loss, "size": rows}
+        on_epoch_end(epoch, logs)                        # logs: {"loss", metrics, "val_loss", ...}
+    on_train_end(logs)
+
+A callback stops training by setting ``self.model.stop_training = True``. This module sits on
+the ground floor: it knows the model only through that protocol (``get_weights``,
+``set_weights``, ``save``, ``optimizer.lr``, ``stop_training``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+Logs = dict[str, float]
+
+# Keras' "auto" mode: quantities that get better as they go down, and scores that get better
+# as they go up. Anything else needs an explicit mode, because guessing wrong would silently
+# stop training at the worst epoch.
+_MINIMISED = {"loss", "mse", "mae", "relative_error", "mean_squared_error",
+              "mean_absolute_error", "error", "crossentropy", "cross_entropy"}
+_MAXIMISED = {"accuracy", "acc", "top_k_accuracy", "precision", "recall", "f1", "r2", "auc"}
+
+
+def monitor_mode(monitor: str, mode: str) -> str:
+    """Resolve ``mode`` ("min", "max" or "auto") for the monitored quantity ``monitor``."""
+    if mode in ("min", "max"):
+        return mode
+    if mode != "auto":
+        raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+    name = monitor.removeprefix("val_")
+    if name in _MINIMISED or name.endswith("_loss"):
+        return "min"
+    if name in _MAXIMISED:
+        return "max"
+    raise ValueError(
+        f"cannot tell whether {monitor!r} should go up or down: pass mode='min' or mode='max'")
+
+
+class Callback:
+    """Base class: every hook does nothing, so a subclass overrides only what it needs."""
+
+    def __init__(self) -> None:
+        self.model: Any = None
+        self.params: dict[str, Any] = {}
+
+    def set_model(self, model: Any) -> None:
+        self.model = model
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        self.params = params
+
+    def on_train_begin(self, logs: Logs | None = None) -> None:
+        pass
+
+    def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
+        pass
+
+    def on_batch_end(self, batch: int, logs: Logs | None = None) -> None:
+        pass
+
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
+        pass
+
+    def on_train_end(self, logs: Logs | None = None) -> None:
+        pass
+
+
+class History(Callback):
+    """Records every epoch's logs: ``history["loss"][i]`` is the training loss of epoch ``i``.
+
+    ``epoch`` lists the epoch numbers (they start at ``initial_epoch`` when training resumes).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.history: dict[str, list[float]] = {}
+        self.epoch: list[int] = []
+
+    def on_train_begin(self, logs: Logs | None = None) -> None:
+        self.history = {}
+        self.epoch = []
+
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
+        self.epoch.append(epoch)
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(value)
+
+    def plot(self, keys: list[str] | None = None) -> Any:
+        """Draw the curves and return the matplotlib ``Figure``.
+
+        One panel per quantity (loss, then each metric), training and validation curves
+        together. ``keys`` limits the panels to those names (without ``val_``).
+        """
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError as error:
+            raise ImportError("History.plot needs matplotlib: "
+                              "pip install 'minidl[plot]'") from error
+        if not self.history:
+            raise ValueError("History.plot: the history is empty (call fit first)")
+        names = [k for k in self.history if not k.startswith("val_") and k != "lr"]
+        if keys is not None:
+            unknown = [k for k in keys if k not in names]
+            if unknown:
+                raise ValueError(f"History.plot: unknown keys {unknown}; recorded: {names}")
+            names = list(keys)
+        figure, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.5), squeeze=False)
+        for axis, name in zip(axes[0], names, strict=True):
+            axis.plot(self.epoch, self.history[name], label="train")
+            if "val_" + name in self.history:
+                axis.plot(self.epoch, self.history["val_" + name], label="validation")
+            axis.set_xlabel("epoch")
+            axis.set_title(name)
+            axis.legend()
+        figure.tight_layout()
+        return figure
+
+
+class EarlyStopping(Callback):
+    r"""Stop training when a monitored quantity has stopped improving (Keras 3 semantics).
+
+    With ``mode="min"`` an epoch improves when :math:`current < best - |min\_delta|`
+    (``"max"``: :math:`current > best + |min\_delta|`). After ``patience`` epochs without
+    improvement training stops; ``stopped_epoch`` is that epoch and ``best_epoch`` the best
+    one. With ``baseline``, the waiting counter only resets on epochs that also beat the
+    baseline. Epochs before ``start_from_epoch`` are ignored (a warm-up). With
+    ``restore_best_weights=True`` the best epoch's weights are put back when training ends,
+    whether it stopped early or ran out of epochs.
+    """
+
+    def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0,
+                 mode: str = "auto", baseline: float | None = None,
+                 restore_best_weights: bool = False, start_from_epoch: int = 0) -> None:
+        super().__init__()
+        if patience < 0:
+            raise ValueError(f"EarlyStopping: patience must be >= 0, got {patience}")
+        self.monitor = monitor
+        self.min_delta = abs(min_delta)
+        self.patience = patience
+        self.mode = monitor_mode(monitor, mode)
+        self.baseline = baseline
+        self.restore_best_weights = restore_best_weights
+        self.start_from_epoch = start_from_epoch
+        self.on_train_begin()
+
+    def _improves(self, current: float, reference: float) -> bool:
+        if self.mode == "min":
+            return current < reference - self.min_delta
+        return current > reference + self.min_delta
+
+    def on_train_begin(self, logs: Logs | None = None) -> None:
+        self.wait = 0
+        self.stopped_epoch = 0
+        self.best_epoch = 0
+        self.best_weights: list[np.ndarray] | None = None
+        self.best = math.inf if self.mode == "min" else -math.inf
+
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
+        logs = logs or {}
+        current = logs.get(self.monitor)
+        if current is None:
+            warnings.warn(
+                f"EarlyStopping: {self.monitor!r} is not in the logs; available: "
+                f"{sorted(logs)}", RuntimeWarning, stacklevel=2)
+            return
+        if epoch < self.start_from_epoch:
+            return
+        if self.restore_best_weights and self.best_weights is None:
+            # even an epoch that never improves leaves something to restore
+            self.best_weights = self.model.get_weights()
+        self.wait += 1
+        if self._improves(current, self.best):
+            self.best = current
+            self.best_epoch = epoch
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            if self.baseline is None or self._improves(current, self.baseline):
+                self.wait = 0
+            return
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs: Logs | None = None) -> None:
+        if self.restore_best_weights and self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+
+class ModelCheckpoint(Callback):
+    """Save the model (with optimizer state) at the end of every epoch, or only the best ones.
+
+    ``path`` may contain ``{epoch}`` (numbered from 1, like Keras' file names) and any key of
+    the epoch's logs, e.g. ``"ckpt/epoch{epoch:03d}-{val_loss:.3f}.npz"``. The file also holds
+    the epoch counter and the shuffling RNG state, so ``load_model(path)`` followed by
+    ``fit(..., initial_epoch=k)`` continues exactly where this run was.
+    """
+
+    def __init__(self, path: str | os.PathLike, monitor: str = "val_loss",
+                 save_best_only: bool = False, mode: str = "auto") -> None:
+        super().__init__()
+        self.path = os.fspath(path)
+        self.monitor = monitor
+        self.save_best_only = save_best_only
+        self.mode = monitor_mode(monitor, mode) if save_best_only else mode
+        self.best = math.inf if self.mode == "min" else -math.inf
+
+    def on_train_begin(self, logs: Logs | None = None) -> None:
+        self.best = math.inf if self.mode == "min" else -math.inf
+
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
+        logs = logs or {}
+        if self.save_best_only:
+            current = logs.get(self.monitor)
+            if current is None:
+                warnings.warn(
+                    f"ModelCheckpoint: {self.monitor!r} is not in the logs; available: "
+                    f"{sorted(logs)}", RuntimeWarning, stacklevel=2)
+                return
+            better = current < self.best if self.mode == "min" else current > self.best
+            if not better:
+                return
+            self.best = current
+        self.model.save(self.path.format(epoch=epoch + 1, **logs))
+
+
+class ProgressBar(Callback):
+    """One tqdm bar per epoch showing the running loss, then the epoch's metrics.
+
+    Plain ``tqdm`` (not ``tqdm.auto``) writes text to stderr, which works the same in a
+    terminal and in a notebook and needs no widget library.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bar: Any = None
+        self._loss_sum = 0.0
+        self._rows = 0
+
+    def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
+        from tqdm import tqdm
+
+        self._loss_sum, self._rows = 0.0, 0
+        epochs = self.params.get("epochs", "?")
+        self.bar = tqdm(total=self.params.get("steps"), desc=f"Epoch {epoch + 1}/{epochs}",
+                        unit="batch", leave=True, dynamic_ncols=True)
+
+    def on_batch_end(self, batch: int, logs: Logs | None = None) -> None:
+        logs = logs or {}
+        size = int(logs.get("size", 1))
+        self._loss_sum += logs.get("loss", 0.0) * size
+        self._rows += size
+        self.bar.update(1)
+        # refreshing the text on every batch would cost more than a small model's step
+        if batch % 10 == 0:
+            self.bar.set_postfix_str(f"loss={self._loss_sum / max(self._rows, 1):.4f}",
+                                     refresh=False)
+
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
+        text = " ".join(f"{key}={value:.4g}" for key, value in (logs or {}).items())
+        self.bar.set_postfix_str(text, refresh=False)
+        self.bar.close()
+        self.bar = None
+
+    def on_train_end(self, logs: Logs | None = None) -> None:
+        if self.bar is not None:  # training stopped mid-epoch (error or KeyboardInterrupt)
+            self.bar.close()
+            self.bar = None
+
+
+class LearningRateScheduler(Callback):
+    """Set the optimizer's learning rate at the start of each epoch: ``lr = schedule(epoch, lr)``.
+
+    ``schedule`` is any callable of (epoch from 0, current lr), e.g. the decays in
+    ``minidl.optim``. The rate in force is recorded in the logs as ``"lr"``.
+    """
+
+    def __init__(self, schedule: Callable[[int, float], float]) -> None:
+        super().__init__()
+        self.schedule = schedule
+
+    def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
+        lr = float(self.schedule(epoch, float(self.model.optimizer.lr)))
+        if not math.isfinite(lr) or lr < 0:
+            raise ValueError(f"LearningRateScheduler: schedule returned {lr} at epoch {epoch}; "
+                             "a learning rate must be finite and >= 0")
+        self.model.optimizer.lr = lr
+
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
+        if logs is not None:
+            logs["lr"] = float(self.model.optimizer.lr)
+
+
+class LambdaCallback(Callback):
+    """A callback made of plain functions, for one-off hooks in scripts and notebooks.
+
+    ``LambdaCallback(on_epoch_end=lambda epoch, logs: print(epoch, logs["loss"]))``
+    """
+
+    def __init__(self, on_train_begin: Callable | None = None,
+                 on_epoch_begin: Callable | None = None, on_batch_end: Callable | None = None,
+                 on_epoch_end: Callable | None = None,
+                 on_train_end: Callable | None = None) -> None:
+        super().__init__()
+        hooks = {"on_train_begin": on_train_begin, "on_epoch_begin": on_epoch_begin,
+                 "on_batch_end": on_batch_end, "on_epoch_end": on_epoch_end,
+                 "on_train_end": on_train_end}
+        for name, function in hooks.items():
+            if function is not None:
+                setattr(self, name, function)

@@ -1,0 +1,571 @@
+"""The minidl file format: one ``.npz`` holding a JSON document and named arrays.
+
+A file is a zip archive (members stored, not compressed) of ``.npy`` arrays, so that
+``numpy.load(path, allow_pickle=False)`` opens it. Besides the caller's arrays it holds one
+member ``__minidl__.npy``: a uint8 array of UTF-8 JSON, the caller's ``meta`` plus
+
+    format          "minidl.npz"
+    format_version  1
+    minidl_version  the writer's minidl.__version__
+    arrays          {key: {"sha256": 64 hex digits, "shape": [...], "dtype": "<f4"}}
+
+This module knows nothing of layers or models: ``model.save`` / ``load_model`` build on it.
+Loading never unpickles and never imports a name found in the file; it checks the zip
+(CRC-32 of every member), the JSON, the array table, every ``.npy`` header, shape, dtype and
+SHA-256 before returning anything. docs/format.md specifies the format for other readers.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import errno
+import hashlib
+import io
+import json
+import math
+import os
+import re
+import secrets
+import stat
+import zipfile
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, BinaryIO, NamedTuple
+
+import numpy as np
+
+FORMAT = "minidl.npz"
+FORMAT_VERSION = 1
+METADATA_KEY = "__minidl__"
+
+_METADATA_MEMBER = METADATA_KEY + ".npy"
+_RESERVED_FIELDS = ("format", "format_version", "minidl_version", "arrays")
+# A fixed timestamp makes the same meta and arrays give byte-identical files.
+_ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
+_NPY_MAGIC = b"\x93NUMPY"
+_MAX_NPY_HEADER_BYTES = 65535
+_READ_CHUNK_BYTES = 1 << 24
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+# Plain numbers only, in either byte order: every language can read these, none hides an
+# object. float128 is refused because its layout differs between platforms.
+_ALLOWED_DTYPES = frozenset(
+    np.dtype(name).newbyteorder(order).str
+    for name in ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
+                 "uint64", "float16", "float32", "float64")
+    for order in "<>")
+
+
+class ModelFormatError(ValueError):
+    """A file that is not a valid minidl file: the message names the file and the problem."""
+
+
+class _Unreadable(Exception):
+    """Problems that stop reading a file before its arrays (internal; never escapes)."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__(*problems)
+        self.problems = list(problems)
+
+
+# ---------------------------------------------------------------------------------------------
+# Saving
+
+
+def save_npz(path: str | os.PathLike[str], meta: Mapping[str, Any],
+             arrays: Mapping[str, np.ndarray]) -> None:
+    """Write ``meta`` (JSON-able) and ``arrays`` atomically to the file ``path``.
+
+    The file is written to a temporary file in the same folder, flushed, fsynced and moved
+    over ``path`` with ``os.replace``: readers see the old file or the new one, never a mix,
+    and a crash mid-save leaves the previous file intact. The folder must exist
+    (FileNotFoundError otherwise: a mistyped folder should not be created silently). ``path``
+    is used as given (no ``.npz`` is appended). An existing file keeps its permission bits;
+    a new one gets the usual ``0o666 & ~umask``.
+
+    Raises ValueError or TypeError, naming the key or the place in ``meta``, for an array key
+    that is empty, contains ``/`` or ``\\``, control characters or starts with ``__``; an
+    array that is not bool, (u)int8-64 or float16/32/64; ``meta`` that JSON cannot hold
+    exactly (non-str keys, NaN or infinity, objects) or that uses a reserved field
+    (format, format_version, minidl_version, arrays).
+    """
+    target = Path(path)
+    contiguous = _checked_arrays(arrays)
+    document = _document(meta, contiguous)
+    payload = json.dumps(document, ensure_ascii=False, allow_nan=False,
+                         separators=(",", ":")).encode("utf-8")
+    folder = target.parent
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"save_npz: folder '{folder}' does not exist; create it first "
+            f"(minidl does not create folders)")
+    if target.is_dir():
+        raise IsADirectoryError(f"save_npz: '{target}' is a folder, not a file name")
+    mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else None
+
+    temporary = target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
+    # os.open with 0o666 lets the umask decide the permissions, as for any new file
+    # (tempfile.mkstemp would make the model unreadable to, e.g., a server run by another user).
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                         | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            _write_archive(file, payload, contiguous)
+            file.flush()
+            os.fsync(file.fileno())
+        if mode is not None:
+            os.chmod(temporary, mode)
+        os.replace(temporary, target)
+    except BaseException:
+        # KeyboardInterrupt included: never leave a half-written temporary file behind
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    _fsync_folder(folder)
+
+
+def _checked_arrays(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    if not isinstance(arrays, Mapping):
+        raise TypeError(f"save_npz: arrays must be a dict of numpy arrays, "
+                        f"got {type(arrays).__name__}")
+    contiguous = {}
+    for key, value in arrays.items():
+        problem = _key_problem(key)
+        if problem is not None:
+            raise (ValueError if isinstance(key, str) else TypeError)(f"save_npz: array {problem}")
+        if not isinstance(value, (np.ndarray, np.generic)):
+            raise TypeError(f"save_npz: arrays[{key!r}] is a {type(value).__name__}, "
+                            f"not a numpy array")
+        array = np.asarray(value, order="C")
+        if array.dtype.str not in _ALLOWED_DTYPES:
+            raise TypeError(
+                f"save_npz: arrays[{key!r}] has dtype {array.dtype} ({array.dtype.str!r}); "
+                f"minidl files hold only bool, int8-64, uint8-64 and float16/32/64 arrays")
+        contiguous[key] = array
+    return contiguous
+
+
+def _key_problem(key: object) -> str | None:
+    """What is wrong with an array key, or None: keys become zip member names ``key.npy``."""
+    if not isinstance(key, str):
+        return f"key {key!r} is a {type(key).__name__}, not a str"
+    if not key:
+        return "key '' is empty"
+    if "/" in key or "\\" in key:
+        return f"key {key!r} contains '/' or '\\', which zip tools read as folders"
+    if key.startswith("__"):
+        return f"key {key!r} starts with '__', which minidl reserves for {METADATA_KEY!r}"
+    if not key.isprintable():
+        return f"key {key!r} contains control characters"
+    return None
+
+
+def _document(meta: Mapping[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    from minidl import __version__
+
+    if not isinstance(meta, Mapping):
+        raise TypeError(f"save_npz: meta must be a dict, got {type(meta).__name__}")
+    reserved = [field for field in _RESERVED_FIELDS if field in meta]
+    if reserved:
+        raise ValueError(f"save_npz: meta must not contain {reserved}: save_npz writes "
+                         f"these fields itself")
+    document = {"format": FORMAT, "format_version": FORMAT_VERSION, "minidl_version": __version__}
+    document.update(_json_value(meta, "meta", set()))
+    document["arrays"] = {
+        key: {"sha256": hashlib.sha256(_data_bytes(array)).hexdigest(),
+              "shape": list(array.shape), "dtype": array.dtype.str}
+        for key, array in arrays.items()}
+    return document
+
+
+def _json_value(value: object, where: str, open_containers: set[int]) -> Any:
+    """``value`` as plain JSON types (numpy scalars become Python numbers, tuples lists).
+
+    Refuses, naming ``where``, anything JSON would not give back as it was.
+    """
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        if not math.isfinite(value):
+            raise ValueError(f"save_npz: {where} is {float(value)}: JSON has no NaN or "
+                             f"infinity (store it in an array instead)")
+        return float(value)
+    if isinstance(value, np.ndarray):
+        raise TypeError(f"save_npz: {where} is a numpy array: pass arrays in `arrays`, "
+                        f"not in meta")
+    if not isinstance(value, (Mapping, list, tuple)):
+        raise TypeError(f"save_npz: {where} is a {type(value).__name__}, which JSON cannot "
+                        f"hold")
+    if id(value) in open_containers:
+        raise ValueError(f"save_npz: {where} contains itself")
+    open_containers.add(id(value))
+    if isinstance(value, Mapping):
+        converted: Any = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"save_npz: {where} has key {key!r} of type "
+                                f"{type(key).__name__}; JSON object keys are str")
+            converted[key] = _json_value(item, f"{where}[{key!r}]", open_containers)
+    else:
+        converted = [_json_value(item, f"{where}[{index}]", open_containers)
+                     for index, item in enumerate(value)]
+    open_containers.discard(id(value))
+    return converted
+
+
+def _data_bytes(array: np.ndarray) -> np.ndarray:
+    """The bytes of a C-contiguous array, as a uint8 view (no copy)."""
+    return array.reshape(-1).view(np.uint8)
+
+
+def _write_archive(file: BinaryIO, payload: bytes, arrays: dict[str, np.ndarray]) -> None:
+    with zipfile.ZipFile(file, "w", compression=zipfile.ZIP_STORED) as archive:
+        _write_member(archive, METADATA_KEY, np.frombuffer(payload, dtype=np.uint8))
+        for key, array in arrays.items():
+            _write_member(archive, key, array)
+
+
+def _write_member(archive: zipfile.ZipFile, key: str, array: np.ndarray) -> None:
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": array.dtype.str, "fortran_order": False, "shape": array.shape})
+    info = zipfile.ZipInfo(key + ".npy", date_time=_ZIP_DATE_TIME)
+    info.external_attr = 0o644 << 16
+    # the exact size up front: zip64 records only for members that need them
+    info.file_size = header.tell() + array.nbytes
+    with archive.open(info, "w") as member:
+        member.write(header.getbuffer())
+        member.write(_data_bytes(array))
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable (POSIX; Windows cannot open a folder for syncing)."""
+    if os.name == "nt":
+        return
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    except OSError as error:
+        # some network and FUSE filesystems cannot sync a folder; the file itself is
+        # already synced and in place, so there is nothing more to ask of them
+        if error.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(descriptor)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_npz(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Read a file written by :func:`save_npz`, after checking all of it.
+
+    Returns ``(meta, arrays)``: ``meta`` is the whole JSON document (the saved meta plus
+    format, format_version, minidl_version and the arrays table), ``arrays`` maps each key to
+    a writable C-contiguous array, in the order they were saved.
+
+    Raises FileNotFoundError for a missing file and ModelFormatError, naming the file and
+    what is wrong where, for anything else: not a zip, truncated, a CRC-32 or SHA-256
+    mismatch, missing or malformed ``__minidl__``, a newer format_version, an array missing
+    from or not listed in the table, a shape or dtype that differs from the table, or a
+    non-numeric (e.g. pickled object) array, which is refused unread.
+    """
+    try:
+        with _opened(path) as (archive, document, file_size):
+            arrays, problems = _read_arrays(archive, document, file_size, keep=True)
+    except _Unreadable as unreadable:
+        raise ModelFormatError(_message(path, unreadable.problems)) from None
+    if problems:
+        raise ModelFormatError(_message(path, problems))
+    return document, arrays
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON document of a file, after the zip, JSON and format checks; arrays unread.
+
+    Cheap even for a large file. Use :func:`verify` to check the arrays too.
+    """
+    try:
+        with _opened(path) as (_, document, _):
+            return document
+    except _Unreadable as unreadable:
+        raise ModelFormatError(_message(path, unreadable.problems)) from None
+
+
+def verify(path: str | os.PathLike[str]) -> list[str]:
+    """Every problem found in a file (empty if it is intact), without stopping at the first.
+
+    Each problem is a sentence naming what is wrong and where (key, expected and found).
+    Raises FileNotFoundError for a missing file.
+    """
+    try:
+        with _opened(path) as (archive, document, file_size):
+            return _read_arrays(archive, document, file_size, keep=False)[1]
+    except _Unreadable as unreadable:
+        return unreadable.problems
+
+
+def _message(path: str | os.PathLike[str], problems: list[str]) -> str:
+    shown = "; ".join(problems[:3])
+    if len(problems) > 3:
+        shown += f"; and {len(problems) - 3} more problems (minidl.io.verify lists them all)"
+    return f"{os.fspath(path)}: {shown}"
+
+
+@contextlib.contextmanager
+def _opened(path: str | os.PathLike[str]) -> Iterator[tuple[zipfile.ZipFile, dict, int]]:
+    """The open archive and its checked JSON document; _Unreadable if it is not a minidl file."""
+    with open(path, "rb") as file:
+        file_size = os.fstat(file.fileno()).st_size
+        if not zipfile.is_zipfile(file):
+            raise _Unreadable("not a minidl model file: it is not a zip archive (empty, "
+                              "truncated, or another kind of file)")
+        try:
+            archive = zipfile.ZipFile(file)
+        except (zipfile.BadZipFile, NotImplementedError, ValueError, EOFError) as error:
+            raise _Unreadable(f"not a minidl model file: its zip directory is damaged "
+                              f"({error})") from None
+        with archive:
+            names = archive.namelist()
+            duplicated = sorted(name for name, count in Counter(names).items() if count > 1)
+            if duplicated:
+                raise _Unreadable(f"the zip archive holds several members named {duplicated}")
+            if _METADATA_MEMBER not in names:
+                found = ", ".join(repr(_key_of(name)) for name in names) or "none"
+                raise _Unreadable(f"not a minidl model file: it has no {METADATA_KEY!r} entry "
+                                  f"(entries found: {found})")
+            try:
+                npy = _read_npy(archive, archive.getinfo(_METADATA_MEMBER), file_size,
+                                f"the {METADATA_KEY!r} entry")
+            except _BadArray as bad:
+                raise _Unreadable(str(bad)) from None
+            if npy.descr != "|u1" or len(npy.shape) != 1:
+                raise _Unreadable(f"the {METADATA_KEY!r} entry has dtype {npy.descr!r} and "
+                                  f"shape {npy.shape}; expected a 1-D uint8 array of UTF-8 JSON")
+            document = _parse_document(bytes(npy.data[npy.offset:]))
+            yield archive, document, file_size
+
+
+def _key_of(member_name: str) -> str:
+    return member_name.removesuffix(".npy")
+
+
+class _Npy(NamedTuple):
+    """A member read whole: the bytes, and the .npy header fields describing them."""
+
+    data: bytearray
+    descr: str
+    shape: tuple[int, ...]
+    offset: int
+
+
+class _BadArray(Exception):
+    """One array's problem: recorded, and the other arrays are still checked."""
+
+
+def _read_npy(archive: zipfile.ZipFile, info: zipfile.ZipInfo, file_size: int,
+              label: str) -> _Npy:
+    """Read one member whole (its CRC-32 checked by zipfile) and parse its .npy header.
+
+    The header is parsed here, not by numpy: a dtype outside the plain numeric ones is
+    refused before a single byte of its data is interpreted.
+    """
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise _BadArray(f"{label} is compressed (zip method {info.compress_type}); minidl files "
+                        f"store members uncompressed")
+    if info.flag_bits & 0x1:
+        raise _BadArray(f"{label} is encrypted")
+    if info.file_size != info.compress_size:
+        raise _BadArray(f"{label} is corrupted: its zip directory gives two sizes "
+                        f"({info.file_size} and {info.compress_size} bytes)")
+    if not 0 <= info.header_offset <= file_size - info.compress_size:
+        raise _BadArray(f"{label} is corrupted: its zip directory places it outside the file "
+                        f"(at byte {info.header_offset}, {info.compress_size} bytes long, in a "
+                        f"file of {file_size} bytes)")
+    data = bytearray(info.file_size)
+    view = memoryview(data)
+    filled = 0
+    try:
+        with archive.open(info) as member:
+            while filled < len(data):
+                count = member.readinto(view[filled:filled + _READ_CHUNK_BYTES])
+                if count == 0:
+                    break
+                filled += count
+            if filled < len(data) or member.read(1):
+                raise _BadArray(f"{label} is corrupted: its zip entry does not hold the "
+                                f"{len(data)} bytes its directory announces")
+    except (zipfile.BadZipFile, EOFError) as failure:
+        raise _BadArray(f"{label} is corrupted: {failure}") from None
+    return _Npy(data, *_parse_npy_header(data, label))
+
+
+def _parse_npy_header(data: bytearray, label: str) -> tuple[str, tuple[int, ...], int]:
+    if len(data) < 10 or bytes(data[:6]) != _NPY_MAGIC:
+        raise _BadArray(f"{label} is not a .npy array (no .npy magic string)")
+    version = (data[6], data[7])
+    if version == (1, 0):
+        start, length = 10, int.from_bytes(data[8:10], "little")
+    elif version == (2, 0) and len(data) >= 12:
+        start, length = 12, int.from_bytes(data[8:12], "little")
+    else:
+        raise _BadArray(f"{label} uses .npy version {version[0]}.{version[1]}; minidl reads "
+                        f"versions 1.0 and 2.0")
+    end = start + length
+    if length > _MAX_NPY_HEADER_BYTES:
+        raise _BadArray(f"{label} announces a .npy header of {length} bytes; minidl reads "
+                        f"headers of up to {_MAX_NPY_HEADER_BYTES} bytes")
+    if end > len(data):
+        raise _BadArray(f"{label} announces a .npy header of {length} bytes, but only "
+                        f"{len(data) - start} bytes follow")
+    text = bytes(data[start:end]).decode("latin-1")
+    try:
+        # literal_eval evaluates literals only: no names, calls or imports
+        header = ast.literal_eval(text)
+    except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError):
+        header = None
+    if not isinstance(header, dict) or set(header) != {"descr", "fortran_order", "shape"}:
+        raise _BadArray(f"{label} has an invalid .npy header {text.strip()[:200]!r}")
+    descr, fortran_order, shape = header["descr"], header["fortran_order"], header["shape"]
+    if not isinstance(descr, str) or descr not in _ALLOWED_DTYPES:
+        raise _BadArray(f"{label} has dtype {descr!r}, not a plain numeric dtype: refused unread "
+                        f"(minidl files never hold Python objects)")
+    if fortran_order is not False:
+        raise _BadArray(f"{label} is stored in Fortran order; minidl files store C order")
+    if not isinstance(shape, tuple) or not all(type(n) is int and n >= 0 for n in shape):
+        raise _BadArray(f"{label} has an invalid .npy shape {shape!r}")
+    return descr, shape, end
+
+
+def _parse_document(payload: bytes) -> dict[str, Any]:
+    where = f"the {METADATA_KEY!r} entry"
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise _Unreadable(f"{where} is not UTF-8 text ({error})") from None
+    try:
+        document = json.loads(text, object_pairs_hook=_object_without_duplicates,
+                              parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as error:
+        raise _Unreadable(f"{where} is not valid JSON ({error})") from None
+    if not isinstance(document, dict):
+        raise _Unreadable(f"{where} holds a JSON {type(document).__name__}, not an object")
+    if "format" not in document:
+        raise _Unreadable(f"not a minidl model file: {where} has no 'format' field")
+    if document["format"] != FORMAT:
+        raise _Unreadable(f"not a minidl model file: format is {document['format']!r}, "
+                          f"expected {FORMAT!r}")
+    version = document.get("format_version")
+    if type(version) is not int or version < 1:
+        raise _Unreadable(f"format_version is {version!r}; expected an integer from 1 to "
+                          f"{FORMAT_VERSION}")
+    if version > FORMAT_VERSION:
+        from minidl import __version__
+
+        raise _Unreadable(
+            f"written by minidl {document.get('minidl_version', '(unknown version)')} with "
+            f"format_version {version}; this minidl ({__version__}) reads up to version "
+            f"{FORMAT_VERSION}: upgrade minidl")
+    if not isinstance(document.get("minidl_version"), str):
+        raise _Unreadable(f"minidl_version is {document.get('minidl_version')!r}; expected "
+                          f"a version string")
+    table = document.get("arrays")
+    if not isinstance(table, dict):
+        raise _Unreadable(f"the array table 'arrays' is {table!r}; expected an object")
+    problems = [problem for key, entry in table.items()
+                if (problem := _table_entry_problem(key, entry)) is not None]
+    if problems:
+        raise _Unreadable(*problems)
+    return document
+
+
+def _table_entry_problem(key: str, entry: object) -> str | None:
+    key_problem = _key_problem(key)
+    if key_problem is not None:
+        return f"the array table has an invalid {key_problem}"
+    where = f"the array table's entry for {key!r}"
+    if not isinstance(entry, dict) or set(entry) != {"sha256", "shape", "dtype"}:
+        return f"{where} is {entry!r}; expected an object with sha256, shape and dtype"
+    if not isinstance(entry["sha256"], str) or not _SHA256_HEX.fullmatch(entry["sha256"]):
+        return f"{where} has sha256 {entry['sha256']!r}; expected 64 lowercase hex digits"
+    shape = entry["shape"]
+    if not isinstance(shape, list) or not all(type(n) is int and n >= 0 for n in shape):
+        return f"{where} has shape {shape!r}; expected a list of non-negative integers"
+    if entry["dtype"] not in _ALLOWED_DTYPES:
+        return f"{where} has dtype {entry['dtype']!r}, not a plain numeric dtype"
+    return None
+
+
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        counts = Counter(key for key, _ in pairs)
+        raise ValueError(f"duplicate keys {sorted(k for k, n in counts.items() if n > 1)}")
+    return document
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _read_arrays(archive: zipfile.ZipFile, document: dict[str, Any], file_size: int,
+                 keep: bool) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Check every member against the table; the arrays (if ``keep``) and all problems."""
+    table = document["arrays"]
+    members = {info.filename: info for info in archive.infolist()}
+    problems = []
+    for name in members:
+        if not name.endswith(".npy"):
+            problems.append(f"unexpected member {name!r} in the archive (not a .npy array)")
+        elif name != _METADATA_MEMBER and _key_of(name) not in table:
+            problems.append(f"unexpected array {_key_of(name)!r} in the archive: not listed "
+                            f"in the metadata")
+    arrays = {}
+    for key, entry in table.items():
+        info = members.get(key + ".npy")
+        if info is None:
+            problems.append(f"array {key!r} is listed in the metadata but missing from the "
+                            f"archive")
+            continue
+        try:
+            array = _checked_array(archive, info, file_size, key, entry)
+        except _BadArray as bad:
+            problems.append(str(bad))
+            continue
+        if keep:
+            arrays[key] = array
+    return arrays, problems
+
+
+def _checked_array(archive: zipfile.ZipFile, info: zipfile.ZipInfo, file_size: int, key: str,
+                   entry: dict[str, Any]) -> np.ndarray:
+    label = f"array {key!r}"
+    npy = _read_npy(archive, info, file_size, label)
+    if npy.descr != entry["dtype"]:
+        raise _BadArray(f"{label} has dtype {npy.descr!r} but the metadata says "
+                        f"{entry['dtype']!r}")
+    if list(npy.shape) != entry["shape"]:
+        raise _BadArray(f"{label} has shape {npy.shape} but the metadata says "
+                        f"{tuple(entry['shape'])}")
+    dtype = np.dtype(npy.descr)
+    count = math.prod(npy.shape)
+    found_bytes = len(npy.data) - npy.offset
+    if found_bytes != count * dtype.itemsize:
+        raise _BadArray(f"{label} holds {found_bytes} bytes of data, but shape {npy.shape} "
+                        f"of dtype {npy.descr!r} needs {count * dtype.itemsize}")
+    digest = hashlib.sha256(memoryview(npy.data)[npy.offset:]).hexdigest()
+    if digest != entry["sha256"]:
+        raise _BadArray(f"{label} is corrupted: sha256 mismatch (expected "
+                        f"{entry['sha256'][:12]}…, found {digest[:12]}…)")
+    # frombuffer over the bytearray: a writable array, no second copy of the data
+    return np.frombuffer(npy.data, dtype=dtype, count=count, offset=npy.offset).reshape(npy.shape)
+
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "METADATA_KEY", "ModelFormatError", "load_npz",
+           "read_metadata", "save_npz", "verify"]

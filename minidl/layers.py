@@ -1,0 +1,684 @@
+r"""Layers: each one a forward pass and, right beside it, its backward pass.
+
+A layer maps a batch ``x`` (the first axis is the batch) to ``y = layer(x)``. ``forward``
+caches exactly what the chain rule needs; ``backward`` takes ``grad_y = ∂L/∂y`` and returns
+``grad_x = ∂L/∂x``, writing ``∂L/∂θ`` into ``p.grad`` for each of its parameters ``p``.
+Gradients are *assigned*, not accumulated: one ``backward`` per ``forward``.
+
+Layers keep the dtype they compute in: parameters are created in the layer's dtype (float32
+by default) and a float32 batch gives float32 outputs and float32 gradients.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numpy.typing import DTypeLike
+
+from minidl import functional, regularizers
+from minidl.parameter import Parameter
+from minidl.regularizers import Regularizer
+
+# Keras divides the wanted std by the std of a unit normal truncated at ±2, so that the
+# truncated draws end up with the std the formula asks for.
+_TRUNCATED_NORMAL_STD = 0.87962566103423978
+
+
+class Layer:
+    """Base class: ``forward``/``backward`` plus the plumbing every layer shares.
+
+    Subclasses implement ``forward(x, training)`` and ``backward(grad_y)``; layers with
+    parameters also override ``build`` and ``parameters``. ``get_config`` returns the
+    constructor arguments (JSON-able), so ``type(layer).from_config(layer.get_config())``
+    makes an equivalent, unbuilt layer.
+    """
+
+    def __init__(self) -> None:
+        self.built = False
+
+    def build(self, input_shape: tuple[int, ...], *, dtype: DTypeLike = "float32",
+              rng: np.random.Generator | None = None) -> None:
+        """Create the parameters for inputs of ``input_shape`` (without the batch axis).
+
+        Layers without parameters have nothing to create; they only record that they are built.
+        """
+        self.built = True
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(x, training)")
+
+    def backward(self, grad_y: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} must implement backward(grad_y)")
+
+    def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        return self.forward(x, training=training)
+
+    def parameters(self) -> list[Parameter]:
+        return []
+
+    def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape of one output example for one input example of ``input_shape``."""
+        return tuple(input_shape)
+
+    def get_config(self) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Layer:
+        accepted = [name for name in inspect.signature(cls.__init__).parameters
+                    if name != "self"]
+        unknown = sorted(set(config) - set(accepted))
+        if unknown:
+            raise ValueError(f"{cls.__name__}.from_config: unknown config key(s) {unknown}; "
+                             f"accepted keys: {accepted}")
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        arguments = ", ".join(f"{key}={value!r}" for key, value in self.get_config().items())
+        return f"{type(self).__name__}({arguments})"
+
+    def _float_input(self, x: Any) -> np.ndarray:
+        """``x`` as a floating array with a batch axis; builds the layer on its first call.
+
+        Floating inputs keep their dtype; integers and bools become float64, as in
+        ``minidl.functional``.
+        """
+        x = np.asarray(x)
+        if x.dtype.kind in "biu":
+            x = x.astype(np.float64)
+        elif x.dtype.kind != "f":
+            raise TypeError(f"{type(self).__name__}: input x must be a real numeric array, "
+                            f"got dtype {x.dtype}")
+        if x.ndim == 0:
+            raise ValueError(f"{type(self).__name__}: input x must have a batch axis, "
+                             "got a 0-d array")
+        if not self.built:
+            self.build(x.shape[1:], dtype=x.dtype)
+        return x
+
+    def _require_forward(self, cached: Any) -> None:
+        if cached is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward: call "
+                               "forward(x) first, it caches what backward needs")
+
+    def _incoming_grad(self, grad_y: Any, shape: tuple[int, ...] | None,
+                       dtype: np.dtype | None) -> np.ndarray:
+        """Check that forward ran (``shape``: its output's), return ``grad_y`` in ``dtype``."""
+        self._require_forward(shape)
+        grad_y = np.asarray(grad_y, dtype=dtype)
+        if grad_y.shape != shape:
+            raise ValueError(f"{type(self).__name__}.backward: grad_y has shape {grad_y.shape} "
+                             f"but the forward output had shape {shape}")
+        return grad_y
+
+    def _incoming_grad_like(self, grad_y: Any, y: np.ndarray | None) -> np.ndarray:
+        """``_incoming_grad`` for a layer that cached its output ``y`` (None before forward)."""
+        self._require_forward(y)
+        return self._incoming_grad(grad_y, y.shape, y.dtype)
+
+
+def _layer_dtype(dtype: DTypeLike, layer_name: str) -> np.dtype:
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        raise TypeError(f"{layer_name}: dtype must be a floating-point type such as "
+                        f"'float32' or 'float64', got {dtype}")
+    return dtype
+
+
+# ----------------------------------------------------------------------------- activations
+
+
+class ReLU(Layer):
+    r"""Rectified linear unit.
+
+    .. math::
+        y = \max(x, 0), \qquad
+        \frac{\partial L}{\partial x} = \frac{\partial L}{\partial y} \odot [y > 0]
+
+    ``y > 0`` exactly where ``x > 0``, so the output is all backward needs; the derivative at
+    0 is taken as 0, as PyTorch and Keras do.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._y: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        x = self._float_input(x)
+        self._y = np.maximum(x, 0)
+        return self._y
+
+    def backward(self, grad_y: np.ndarray) -> np.ndarray:
+        y = self._y
+        grad_y = self._incoming_grad_like(grad_y, y)
+        return np.where(y > 0, grad_y, 0)
+
+
+class LeakyReLU(Layer):
+    r"""Leaky ReLU with slope :math:`\alpha` = ``negative_slope`` for negative inputs.
+
+    .. math::
+        y = \begin{cases} x & x > 0 \\ \alpha x & x \le 0 \end{cases}, \qquad
+        \frac{\partial L}{\partial x} = \frac{\partial L}{\partial y} \odot
+            \begin{cases} 1 & x > 0 \\ \alpha & x \le 0 \end{cases}
+
+    With :math:`\alpha \ge 0`, ``y > 0`` exactly where ``x > 0``: backward reads the output.
+    """
+
+    def __init__(self, negative_slope: float = 0.01) -> None:
+        super().__init__()
+        if isinstance(negative_slope, bool) or not isinstance(negative_slope, (int, float)):
+            raise TypeError(f"LeakyReLU: negative_slope must be a number, "
+                            f"got {type(negative_slope).__name__}")
+        if not (math.isfinite(negative_slope) and negative_slope >= 0):
+            raise ValueError(f"LeakyReLU: negative_slope must be a finite number >= 0, "
+                             f"got {negative_slope}")
+        # a Python float: NumPy does not let it promote a float32 array to float64
+        self.negative_slope = float(negative_slope)
+        self._y: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        x = self._float_input(x)
+        self._y = np.where(x > 0, x, self.negative_slope * x)
+        return self._y
+
+    def backward(self, grad_y: np.ndarray) -> np.ndarray:
+        y = self._y
+        grad_y = self._incoming_grad_like(grad_y, y)
+        return np.where(y > 0, grad_y, self.negative_slope * grad_y)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"negative_slope": self.negative_slope}
+
+
+class Tanh(Layer):
+    r"""Hyperbolic tangent.
+
+    .. math::
+        y = \tanh(x), \qquad
+        \frac{\partial L}{\partial x} = \frac{\partial L}{\partial y} \odot (1 - y^2)
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._y: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        x = self._float_input(x)
+        self._y = np.tanh(x)
+        return self._y
+
+    def backward(self, grad_y: np.ndarray) -> np.ndarray:
+        y = self._y
+        grad_y = self._incoming_grad_like(grad_y, y)
+        return grad_y * (1 - y * y)
+
+
+class Sigmoid(Layer):
+    r"""Logistic sigmoid (computed by ``functional.sigmoid``, stable for any x).
+
+    .. math::
+        y = \sigma(x) = \frac{1}{1 + e^{-x}}, \qquad
+        \frac{\partial L}{\partial x} = \frac{\partial L}{\partial y} \odot y (1 - y)
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._y: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        x = self._float_input(x)
+        self._y = functional.sigmoid(x)
+        return self._y
+
+    def backward(self, grad_y: np.ndarray) -> np.ndarray:
+        y = self._y
+        grad_y = self._incoming_grad_like(grad_y, y)
+        return grad_y * y * (1 - y)
+
+
+class Softmax(Layer):
+    r"""Softmax along ``axis`` (computed by ``functional.softmax``, stable for any x).
+
+    .. math::
+        y_i = \frac{e^{x_i}}{\sum_j e^{x_j}}, \qquad
+        \frac{\partial y_i}{\partial x_k} = y_i (\delta_{ik} - y_k)
+
+    so the Jacobian-vector product never forms the Jacobian:
+
+    .. math::
+        \frac{\partial L}{\partial x_k} = \sum_i g_i\, y_i (\delta_{ik} - y_k)
+            = y_k \Big(g_k - \sum_i g_i y_i\Big), \qquad g = \frac{\partial L}{\partial y}
+
+    This is exact for a softmax on its own. Followed by cross-entropy, the model skips this
+    layer and uses the fused gradient ``softmax(z) - target`` instead, which stays accurate
+    when probabilities underflow to 0.
+    """
+
+    def __init__(self, axis: int = -1) -> None:
+        super().__init__()
+        if isinstance(axis, bool) or not isinstance(axis, int):
+            raise TypeError(f"Softmax: axis must be an int, got {type(axis).__name__}")
+        self.axis = axis
+        self._y: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        x = self._float_input(x)
+        if not -x.ndim <= self.axis < x.ndim:
+            raise ValueError(f"Softmax: axis {self.axis} is out of range for an input of "
+                             f"shape {x.shape}")
+        self._y = functional.softmax(x, axis=self.axis)
+        return self._y
+
+    def backward(self, grad_y: np.ndarray) -> np.ndarray:
+        y = self._y
+        grad_y = self._incoming_grad_like(grad_y, y)
+        return y * (grad_y - np.sum(grad_y * y, axis=self.axis, keepdims=True))
+
+    def get_config(self) -> dict[str, Any]:
+        return {"axis": self.axis}
+
+
+class Linear(Layer):
+    r"""Identity, the activation of ``Dense(..., activation="linear")``.
+
+    .. math::
+        y = x, \qquad \frac{\partial L}{\partial x} = \frac{\partial L}{\partial y}
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._y: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        # the output is the input itself: nothing computed, nothing copied
+        self._y = self._float_input(x)
+        return self._y
+
+    def backward(self, grad_y: np.ndarray) -> np.ndarray:
+        return self._incoming_grad_like(grad_y, self._y)
+
+
+ACTIVATIONS: dict[str, type[Layer]] = {
+    "relu": ReLU,
+    "leaky_relu": LeakyReLU,
+    "tanh": Tanh,
+    "sigmoid": Sigmoid,
+    "softmax": Softmax,
+    "linear": Linear,
+}
+
+
+def activation_from_name(name: str | None) -> Layer | None:
+    """A new activation layer for ``name`` (one of ``ACTIVATIONS``), or None for None."""
+    if name is None:
+        return None
+    if not isinstance(name, str):
+        raise TypeError(f"activation must be a name (one of {', '.join(ACTIVATIONS)}) or "
+                        f"None, got {type(name).__name__}")
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; known activations: "
+                         f"{', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+# ----------------------------------------------------------------------------- initializers
+
+def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
+    """(fan_in, fan_out) as Keras counts them: (in, out) for a kernel, (n, n) for a bias (n,)."""
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    return shape[0], shape[1]
+
+
+def _truncated_normal(rng: np.random.Generator, stddev: float,
+                      shape: tuple[int, ...]) -> np.ndarray:
+    """Normal(0, stddev) draws, each redrawn until it lies within two stddev of 0."""
+    values = rng.normal(0.0, stddev, size=shape)
+    outside = np.abs(values) > 2 * stddev
+    while outside.any():
+        values[outside] = rng.normal(0.0, stddev, size=int(outside.sum()))
+        outside = np.abs(values) > 2 * stddev
+    return values
+
+
+def _glorot_uniform(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    fan_in, fan_out = _fans(shape)
+    limit = math.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, size=shape)
+
+
+def _glorot_normal(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    fan_in, fan_out = _fans(shape)
+    return _truncated_normal(rng, math.sqrt(2.0 / (fan_in + fan_out)) / _TRUNCATED_NORMAL_STD,
+                             shape)
+
+
+def _he_uniform(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    fan_in, _ = _fans(shape)
+    limit = math.sqrt(6.0 / fan_in)
+    return rng.uniform(-limit, limit, size=shape)
+
+
+def _he_normal(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    fan_in, _ = _fans(shape)
+    return _truncated_normal(rng, math.sqrt(2.0 / fan_in) / _TRUNCATED_NORMAL_STD, shape)
+
+
+def _zeros(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    return np.zeros(shape)
+
+
+def _ones(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    return np.ones(shape)
+
+
+INITIALIZERS: dict[str, Callable[[tuple[int, ...], np.random.Generator], np.ndarray]] = {
+    "glorot_uniform": _glorot_uniform,
+    "glorot_normal": _glorot_normal,
+    "he_uniform": _he_uniform,
+    "he_normal": _he_normal,
+    "zeros": _zeros,
+    "ones": _ones,
+}
+
+
+def _check_initializer(name: Any, argument: str) -> str:
+    if not isinstance(name, str) or name not in INITIALIZERS:
+        raise ValueError(f"Dense: unknown {argument} {name!r}; known initializers: "
+                         f"{', '.join(INITIALIZERS)}")
+    return name
+
+
+# ----------------------------------------------------------------------------- Dense
+
+class Dense(Layer):
+    r"""Fully connected layer: a linear map followed by an activation :math:`f`.
+
+    Shapes: ``x`` (N, in), kernel ``W`` (in, out), bias ``b`` (out,), ``z`` and ``y`` (N, out).
+
+    .. math::
+        z = x W + b, \qquad y = f(z)
+
+    Backward, given :math:`G = \partial L / \partial y`; the activation turns it into
+    :math:`\partial L / \partial z = f'(z) \odot G` (or its Jacobian product for softmax):
+
+    .. math::
+        \frac{\partial L}{\partial W} = x^\top \frac{\partial L}{\partial z}, \qquad
+        \frac{\partial L}{\partial b} = \sum_{n} \frac{\partial L}{\partial z_{n,:}}, \qquad
+        \frac{\partial L}{\partial x} = \frac{\partial L}{\partial z} W^\top
+
+    ``linear_forward``/``linear_backward`` are the linear map alone: the model calls them for
+    the fused softmax + cross-entropy gradient.
+
+    Initializers, Keras' definitions (``fan_in = in``, ``fan_out = out``):
+
+    * ``glorot_uniform``: U(-limit, limit), limit = sqrt(6 / (fan_in + fan_out))
+    * ``he_uniform``: U(-limit, limit), limit = sqrt(6 / fan_in)
+    * ``glorot_normal``: *truncated* normal, stddev = sqrt(2 / (fan_in + fan_out)) / 0.8796,
+      draws further than 2 stddev from 0 redrawn
+    * ``he_normal``: *truncated* normal, stddev = sqrt(2 / fan_in) / 0.8796, truncated likewise
+    * ``zeros``, ``ones``
+
+    Dividing by 0.8796 (the std of a unit normal truncated at ±2) makes the truncated draws
+    have the std of the formula, as in Keras. Draws come from the ``numpy.random.Generator``
+    given to ``build``, so the same seed gives the same weights.
+
+    ``kernel_regularizer``/``bias_regularizer``: a ``minidl.regularizers`` penalty, its
+    serialized dict, or None; attached to the parameter as ``.regularizer``.
+    """
+
+    def __init__(self, units: int, activation: str | None = None, use_bias: bool = True,
+                 kernel_initializer: str = "glorot_uniform", bias_initializer: str = "zeros",
+                 kernel_regularizer: Regularizer | dict | None = None,
+                 bias_regularizer: Regularizer | dict | None = None,
+                 input_dim: int | None = None) -> None:
+        super().__init__()
+        self.units = _positive_int(units, "units")
+        self.input_dim = None if input_dim is None else _positive_int(input_dim, "input_dim")
+        self.activation = activation_from_name(activation)
+        self._activation_name = activation
+        if not isinstance(use_bias, bool):
+            raise TypeError(f"Dense: use_bias must be True or False, got {use_bias!r}")
+        self.use_bias = use_bias
+        self.kernel_initializer = _check_initializer(kernel_initializer, "kernel_initializer")
+        self.bias_initializer = _check_initializer(bias_initializer, "bias_initializer")
+        self.kernel_regularizer = regularizers.deserialize(kernel_regularizer)
+        self.bias_regularizer = regularizers.deserialize(bias_regularizer)
+        self.kernel: Parameter | None = None
+        self.bias: Parameter | None = None
+        self.dtype: np.dtype | None = None
+        self._x: np.ndarray | None = None
+
+    def build(self, input_shape: tuple[int, ...], *, dtype: DTypeLike = "float32",
+              rng: np.random.Generator | None = None) -> None:
+        """Create ``kernel`` (in, units) and ``bias`` (units,) in ``dtype``, drawn from ``rng``.
+
+        Building again draws fresh parameters (new Parameter objects).
+        """
+        fan_in = self._check_input_shape(tuple(input_shape))
+        self.dtype = _layer_dtype(dtype, "Dense")
+        rng = np.random.default_rng() if rng is None else rng
+        kernel_shape = (fan_in, self.units)
+        kernel = INITIALIZERS[self.kernel_initializer](kernel_shape, rng)
+        self.kernel = Parameter(kernel.astype(self.dtype), name="kernel",
+                                regularizer=self.kernel_regularizer)
+        if self.use_bias:
+            bias = INITIALIZERS[self.bias_initializer]((self.units,), rng)
+            self.bias = Parameter(bias.astype(self.dtype), name="bias",
+                                  regularizer=self.bias_regularizer)
+        self.input_dim = fan_in
+        self._x = None
+        if self.activation is not None:
+            self.activation.build((self.units,), dtype=self.dtype, rng=rng)
+        self.built = True
+
+    def _check_input_shape(self, input_shape: tuple[int, ...]) -> int:
+        if len(input_shape) != 1:
+            raise ValueError(f"Dense: expected inputs of shape (batch, features), got examples "
+                             f"of shape {input_shape}; put a Flatten layer before Dense")
+        if self.input_dim is not None and input_shape[0] != self.input_dim:
+            raise ValueError(f"Dense: expected input with {self.input_dim} features, "
+                             f"found {input_shape[0]}")
+        return int(input_shape[0])
+
+    def parameters(self) -> list[Parameter]:
+        """``[kernel, bias]`` (``[kernel]`` without bias); empty before the layer is built."""
+        return [p for p in (self.kernel, self.bias) if p is not None]
+
+    def linear_forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """``z = x @ kernel + bias``, computed in the layer's dtype; caches ``x``."""
+        x = np.asarray(x)
+        if x.dtype.kind not in "biuf":
+            raise TypeError(f"Dense: input x must be a real numeric array, got dtype {x.dtype}")
+        if x.ndim != 2:
+            raise ValueError(f"Dense: expected input of shape (batch, features), got shape "
+                             f"{x.shape}; put a Flatten layer before Dense")
+        if not self.built:
+            self.build(x.shape[1:], dtype=x.dtype if x.dtype.kind == "f" else "float32")
+        self._check_input_shape(x.shape[1:])
+        x = np.asarray(x, dtype=self.dtype)
+        self._x = x
+        z = x @ self.kernel.data
+        if self.bias is not None:
+            z += self.bias.data
+        return z
+
+    def linear_backward(self, grad_z: np.ndarray) -> np.ndarray:
+        """Write ∂L/∂kernel and ∂L/∂bias into their ``.grad``; return ∂L/∂x."""
+        x = self._x
+        grad_z = self._incoming_grad(grad_z, None if x is None else (len(x), self.units),
+                                     self.dtype)
+        # out=: assign into the existing arrays, which optimizers hold by reference
+        np.matmul(x.T, grad_z, out=self.kernel.grad)
+        if self.bias is not None:
+            np.sum(grad_z, axis=0, out=self.bias.grad)
+        return grad_z @ self.kernel.data.T
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        z = self.linear_forward(x, training=training)
+        if self.activation is None:
+            return z
+        return self.activation.forward(z, training=training)
+
+    def backward(self, grad_y: np.ndarray) -> np.ndarray:
+        self._require_forward(self._x)
+        if self.activation is not None:
+            grad_y = self.activation.backward(grad_y)
+        return self.linear_backward(grad_y)
+
+    def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        self._check_input_shape(tuple(input_shape))
+        return (self.units,)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "units": self.units,
+            "activation": self._activation_name,
+            "use_bias": self.use_bias,
+            "kernel_initializer": self.kernel_initializer,
+            "bias_initializer": self.bias_initializer,
+            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+            "input_dim": self.input_dim,
+        }
+
+
+def _positive_int(value: Any, argument: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"Dense: {argument} must be a positive int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"Dense: {argument} must be a positive int, got {value}")
+    return int(value)
+
+
+# ----------------------------------------------------------------------------- Dropout, Flatten
+
+class Dropout(Layer):
+    r"""Inverted dropout: in training, zero each unit with probability ``rate`` and scale the
+    kept ones so that the expected output equals the input; at inference, the identity.
+
+    .. math::
+        m_i = \frac{[u_i \ge p]}{1 - p}, \quad u_i \sim U[0, 1), \qquad
+        y = x \odot m, \qquad
+        \frac{\partial L}{\partial x} = \frac{\partial L}{\partial y} \odot m
+
+    so :math:`E[y_i] = x_i`. The mask comes from the layer's own ``numpy.random.Generator``:
+    seeded by ``seed`` when given, otherwise drawn from the ``rng`` given to ``build``.
+    """
+
+    def __init__(self, rate: float, seed: int | None = None) -> None:
+        super().__init__()
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)):
+            raise TypeError(f"Dropout: rate must be a number in [0, 1), got {rate!r}")
+        if not 0 <= rate < 1:
+            raise ValueError(f"Dropout: rate must be in [0, 1), got {rate}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
+                                 or seed < 0):
+            raise ValueError(f"Dropout: seed must be a non-negative int or None, got {seed!r}")
+        self.rate = float(rate)
+        self.seed = seed
+        self._rng: np.random.Generator | None = None
+        self._mask: np.ndarray | None = None
+        self._output_shape: tuple[int, ...] | None = None
+        self._dtype: np.dtype | None = None
+
+    def build(self, input_shape: tuple[int, ...], *, dtype: DTypeLike = "float32",
+              rng: np.random.Generator | None = None) -> None:
+        """Start the mask generator: from ``seed``, else from a draw of ``rng``, else fresh."""
+        if self.seed is not None:
+            self._rng = np.random.default_rng(self.seed)
+        elif rng is not None:
+            # a child generator: the masks do not shift the draws of whoever owns rng
+            self._rng = np.random.default_rng(int(rng.integers(2**63)))
+        else:
+            self._rng = np.random.default_rng()
+        self.built = True
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        x = self._float_input(x)
+        self._output_shape, self._dtype = x.shape, x.dtype
+        if not training:
+            self._mask = None
+            return x
+        keep = self._rng.random(x.shape) >= self.rate
+        self._mask = keep.astype(x.dtype)
+        self._mask *= 1.0 / (1.0 - self.rate)  # in place: stays in x's dtype
+        return x * self._mask
+
+    def backward(self, grad_y: np.ndarray) -> np.ndarray:
+        grad_y = self._incoming_grad(grad_y, self._output_shape, self._dtype)
+        if self._mask is None:
+            return grad_y
+        return grad_y * self._mask
+
+    def get_config(self) -> dict[str, Any]:
+        return {"rate": self.rate, "seed": self.seed}
+
+
+class Flatten(Layer):
+    r"""Flatten each example into a vector: (N, d₁, ..., d_k) → (N, d₁·…·d_k).
+
+    .. math::
+        y = \operatorname{reshape}(x), \qquad
+        \frac{\partial L}{\partial x} = \operatorname{reshape}^{-1}
+            \Big(\frac{\partial L}{\partial y}\Big)
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._input_shape: tuple[int, ...] | None = None
+        self._dtype: np.dtype | None = None
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        x = self._float_input(x)
+        self._input_shape, self._dtype = x.shape, x.dtype
+        return x.reshape(len(x), math.prod(x.shape[1:]))
+
+    def backward(self, grad_y: np.ndarray) -> np.ndarray:
+        input_shape = self._input_shape
+        output_shape = None if input_shape is None else (
+            input_shape[0], math.prod(input_shape[1:]))
+        grad_y = self._incoming_grad(grad_y, output_shape, self._dtype)
+        return grad_y.reshape(input_shape)
+
+    def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (math.prod(input_shape),)
+
+
+# ----------------------------------------------------------------------------- registry
+
+LAYERS: dict[str, type[Layer]] = {
+    cls.__name__: cls
+    for cls in (Dense, ReLU, LeakyReLU, Tanh, Sigmoid, Softmax, Linear, Dropout, Flatten)
+}
+
+
+def layer_to_config(layer: Layer) -> dict[str, Any]:
+    """``{"class_name": ..., "config": ...}``: what ``layer_from_config`` rebuilds from."""
+    return {"class_name": type(layer).__name__, "config": layer.get_config()}
+
+
+def layer_from_config(spec: dict[str, Any]) -> Layer:
+    """A new, unbuilt layer from ``{"class_name": ..., "config": ...}``.
+
+    The class is looked up in ``LAYERS`` only; nothing is ever imported by name.
+    """
+    if not isinstance(spec, dict):
+        raise ValueError(f"layer_from_config: spec must be a dict with keys 'class_name' and "
+                         f"'config', got {type(spec).__name__}")
+    missing = [key for key in ("class_name", "config") if key not in spec]
+    if missing:
+        raise ValueError(f"layer_from_config: spec is missing key(s) {missing}")
+    class_name, config = spec["class_name"], spec["config"]
+    if class_name not in LAYERS:
+        raise ValueError(f"layer_from_config: unknown layer class_name {class_name!r}; "
+                         f"known layers: {', '.join(LAYERS)}")
+    if not isinstance(config, dict):
+        raise ValueError(f"layer_from_config: config of {class_name} must be a dict, "
+                         f"got {type(config).__name__}")
+    return LAYERS[class_name].from_config(config)

@@ -1,0 +1,308 @@
+"""Training losses: a value for the batch and its gradient with respect to the predictions.
+
+A loss is called as ``loss(pred, target) -> float``; the call keeps what ``backward()`` needs,
+and ``backward()`` returns ``d loss / d pred`` with the shape and dtype of ``pred``. Every
+loss averages over the batch ("mean" reduction), like PyTorch's defaults. The arithmetic
+lives in :mod:`minidl.functional`; this module adds the stateful call/backward protocol,
+the probability-space variants (``from_logits=False``) and configuration as data.
+"""
+
+from __future__ import annotations
+
+import inspect
+from numbers import Real
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from minidl import functional as F
+
+# argument checks are shared with functional so that both give the same messages
+from minidl.functional import (
+    _check_binary_target,
+    _check_cross_entropy_args,
+    _check_pair,
+)
+
+
+class Loss:
+    """A loss ``L(pred, target)`` averaged over the batch.
+
+    ``__call__`` computes the value and keeps its inputs; ``backward`` returns
+    ``dL / d pred`` for the last call, with the shape and dtype of ``pred``.
+    Subclasses store their constructor arguments under the same names, so that
+    ``get_config`` / ``from_config`` round-trip them.
+    """
+
+    def __init__(self) -> None:
+        self._inputs: tuple[np.ndarray, np.ndarray] | None = None
+
+    def __call__(self, pred: ArrayLike, target: ArrayLike) -> float:
+        raise NotImplementedError
+
+    def backward(self) -> np.ndarray:
+        """``d loss / d pred`` for the inputs of the last call."""
+        raise NotImplementedError
+
+    def _last_inputs(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._inputs is None:
+            raise RuntimeError(f"{type(self).__name__}.backward() was called before the loss "
+                               f"was computed; call loss(pred, target) first")
+        return self._inputs
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments, JSON-able."""
+        names = inspect.signature(type(self).__init__).parameters
+        return {name: getattr(self, name) for name in names if name != "self"}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Loss:
+        """The loss that ``get_config`` described."""
+        expected = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        unknown = set(config) - expected
+        if unknown:
+            raise ValueError(f"{cls.__name__}.from_config: unknown key(s) {sorted(unknown)}; "
+                             f"expected {sorted(expected)}")
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        arguments = ", ".join(f"{name}={value!r}" for name, value in self.get_config().items())
+        return f"{type(self).__name__}({arguments})"
+
+
+def _check_from_logits(from_logits: bool, owner: str) -> bool:
+    if not isinstance(from_logits, (bool, np.bool_)):
+        raise TypeError(f"{owner}: from_logits must be True or False, "
+                        f"got {type(from_logits).__name__}")
+    return bool(from_logits)
+
+
+def _check_probabilities(probs: np.ndarray, owner: str) -> None:
+    if probs.size and not (np.min(probs) >= 0 and np.max(probs) <= 1):
+        raise ValueError(f"{owner}: with from_logits=False, pred must be probabilities in "
+                         f"[0, 1], got values in [{np.min(probs)}, {np.max(probs)}]; "
+                         f"pass from_logits=True for logits")
+
+
+def _log_clipped(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(clip(p, tiny, 1), log of it)``: the floor keeps log and 1/p finite at p = 0."""
+    clipped = np.clip(probs, np.finfo(probs.dtype).tiny, 1)
+    return clipped, np.log(clipped)
+
+
+class CrossEntropy(Loss):
+    r"""Cross-entropy for ``C``-class classification, averaged over the ``N`` rows.
+
+    ``target`` is class indices ``t`` of shape ``(N,)`` (``y = one_hot(t)``) or class
+    probabilities ``y`` of shape ``(N, C)``; label smoothing ``ε`` mixes in the uniform
+    distribution, ``ỹ = (1 - ε) y + ε / C``.
+
+    With ``from_logits=True`` (default) ``pred`` are logits ``z`` and the softmax is fused
+    into the loss, as :func:`minidl.functional.cross_entropy`:
+
+    .. math::
+        L = -\frac{1}{N} \sum_n \sum_c \tilde y_{nc} \log \operatorname{softmax}(z_n)_c,
+        \qquad \frac{\partial L}{\partial z} = \frac{\operatorname{softmax}(z) - \tilde y}{N}
+
+    With ``from_logits=False`` ``pred`` are probabilities ``p`` (rows of a softmax); their
+    log is taken of ``p`` clipped to ``[tiny, 1]`` (``tiny`` the dtype's smallest normal
+    number), so a zero probability costs a large but finite loss:
+
+    .. math::
+        L = -\frac{1}{N} \sum_{n,c} \tilde y_{nc} \log p_{nc}, \qquad
+        \frac{\partial L}{\partial p} = -\frac{\tilde y}{N\, p}
+    """
+
+    def __init__(self, from_logits: bool = True, label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        self.from_logits = _check_from_logits(from_logits, "CrossEntropy")
+        if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, Real):
+            raise TypeError(f"CrossEntropy: label_smoothing must be a number in [0, 1], "
+                            f"got {type(label_smoothing).__name__}")
+        if not 0.0 <= label_smoothing <= 1.0:
+            raise ValueError(f"CrossEntropy: label_smoothing must be in [0, 1], "
+                             f"got {label_smoothing}")
+        self.label_smoothing = float(label_smoothing)
+
+    def _probs_and_smoothed_targets(self, pred: ArrayLike,
+                                    target: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+        probs, labels, target_probs, _ = _check_cross_entropy_args(
+            "CrossEntropy", pred, target, "mean", self.label_smoothing, None)
+        _check_probabilities(probs, "CrossEntropy")
+        if probs.shape[0] == 0:
+            raise ValueError("CrossEntropy: the mean over an empty batch is undefined")
+        num_classes = probs.shape[1]
+        if target_probs is None:
+            target_probs = F.one_hot(labels, num_classes, dtype=probs.dtype)
+        smoothed = ((1 - self.label_smoothing) * target_probs
+                    + self.label_smoothing / num_classes)
+        return probs, smoothed
+
+    def __call__(self, pred: ArrayLike, target: ArrayLike) -> float:
+        if self.from_logits:
+            value = F.cross_entropy(pred, target, label_smoothing=self.label_smoothing)
+        else:
+            probs, smoothed = self._probs_and_smoothed_targets(pred, target)
+            _, log_probs = _log_clipped(probs)
+            value = -np.sum(smoothed * log_probs) / probs.shape[0]
+        self._inputs = (pred, target)
+        return float(value)
+
+    def backward(self) -> np.ndarray:
+        pred, target = self._last_inputs()
+        if self.from_logits:
+            return F.cross_entropy_grad(pred, target, label_smoothing=self.label_smoothing)
+        probs, smoothed = self._probs_and_smoothed_targets(pred, target)
+        clipped, _ = _log_clipped(probs)
+        return (-smoothed / clipped / probs.shape[0]).astype(probs.dtype, copy=False)
+
+
+class BinaryCrossEntropy(Loss):
+    r"""Binary cross-entropy for independent yes/no outputs, averaged over all ``n`` elements.
+
+    ``target`` has the shape of ``pred`` and holds probabilities ``y`` in [0, 1]. With
+    ``from_logits=True`` (default) ``pred`` are logits ``x``, as
+    :func:`minidl.functional.binary_cross_entropy_with_logits`:
+
+    .. math::
+        L = \frac{1}{n} \sum_i \max(x_i, 0) - x_i y_i + \log(1 + e^{-|x_i|}), \qquad
+        \frac{\partial L}{\partial x} = \frac{\sigma(x) - y}{n}
+
+    With ``from_logits=False`` ``pred`` are probabilities ``p``, clipped to ``[tiny, 1]``
+    inside the logs (also ``1 - p``):
+
+    .. math::
+        L = -\frac{1}{n} \sum_i y_i \log p_i + (1 - y_i) \log(1 - p_i), \qquad
+        \frac{\partial L}{\partial p} = \frac{1}{n}\left(\frac{1 - y}{1 - p} - \frac{y}{p}\right)
+    """
+
+    def __init__(self, from_logits: bool = True) -> None:
+        super().__init__()
+        self.from_logits = _check_from_logits(from_logits, "BinaryCrossEntropy")
+
+    def _probs_and_targets(self, pred: ArrayLike,
+                           target: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+        probs, target = _check_pair("BinaryCrossEntropy", pred, target, "mean")
+        _check_binary_target(target, "BinaryCrossEntropy")
+        _check_probabilities(probs, "BinaryCrossEntropy")
+        if probs.size == 0:
+            raise ValueError("BinaryCrossEntropy: the mean over an empty batch is undefined")
+        return probs, target
+
+    def __call__(self, pred: ArrayLike, target: ArrayLike) -> float:
+        if self.from_logits:
+            value = F.binary_cross_entropy_with_logits(pred, target)
+        else:
+            probs, target = self._probs_and_targets(pred, target)
+            _, log_probs = _log_clipped(probs)
+            _, log_complements = _log_clipped(1 - probs)
+            value = -np.mean(target * log_probs + (1 - target) * log_complements)
+        self._inputs = (pred, target)
+        return float(value)
+
+    def backward(self) -> np.ndarray:
+        pred, target = self._last_inputs()
+        if self.from_logits:
+            return F.binary_cross_entropy_with_logits_grad(pred, target)
+        probs, target = self._probs_and_targets(pred, target)
+        clipped, _ = _log_clipped(probs)
+        clipped_complements, _ = _log_clipped(1 - probs)
+        return ((1 - target) / clipped_complements - target / clipped) / probs.size
+
+
+class MeanSquaredError(Loss):
+    r"""Mean squared error over all ``n`` elements (PyTorch's ``MSELoss``).
+
+    .. math::
+        L = \frac{1}{n} \sum_i (p_i - y_i)^2, \qquad
+        \frac{\partial L}{\partial p} = \frac{2 (p - y)}{n}
+    """
+
+    def __call__(self, pred: ArrayLike, target: ArrayLike) -> float:
+        value = F.mse(pred, target)
+        self._inputs = (pred, target)
+        return float(value)
+
+    def backward(self) -> np.ndarray:
+        return F.mse_grad(*self._last_inputs())
+
+
+class MeanAbsoluteError(Loss):
+    r"""Mean absolute error over all ``n`` elements (PyTorch's ``L1Loss``).
+
+    .. math::
+        L = \frac{1}{n} \sum_i |p_i - y_i|, \qquad
+        \frac{\partial L}{\partial p} = \frac{\operatorname{sign}(p - y)}{n}
+
+    with ``sign(0) = 0``: a prediction on its target gets no push.
+    """
+
+    def __call__(self, pred: ArrayLike, target: ArrayLike) -> float:
+        value = F.mae(pred, target)
+        self._inputs = (pred, target)
+        return float(value)
+
+    def backward(self) -> np.ndarray:
+        return F.mae_grad(*self._last_inputs())
+
+
+LOSSES: dict[str, type[Loss]] = {
+    "CrossEntropy": CrossEntropy,
+    "BinaryCrossEntropy": BinaryCrossEntropy,
+    "MeanSquaredError": MeanSquaredError,
+    "MeanAbsoluteError": MeanAbsoluteError,
+}
+
+# the short names that compile(loss=...) accepts
+_NAMES: dict[str, type[Loss]] = {
+    "cross_entropy": CrossEntropy,
+    "binary_cross_entropy": BinaryCrossEntropy,
+    "mse": MeanSquaredError,
+    "mae": MeanAbsoluteError,
+}
+
+
+def get(name_or_loss: str | Loss) -> Loss:
+    """A new loss with default arguments for a short name, or the given Loss itself."""
+    if isinstance(name_or_loss, Loss):
+        return name_or_loss
+    if not isinstance(name_or_loss, str):
+        raise TypeError(f"get: expected a loss name or a Loss instance, "
+                        f"got {type(name_or_loss).__name__}")
+    if name_or_loss not in _NAMES:
+        raise ValueError(f"get: unknown loss {name_or_loss!r}; known: {', '.join(_NAMES)}")
+    return _NAMES[name_or_loss]()
+
+
+def serialize(loss: Loss | None) -> dict[str, Any] | None:
+    """``{"class_name": ..., "config": ...}`` for a registered loss; None for None."""
+    if loss is None:
+        return None
+    if not isinstance(loss, Loss):
+        raise TypeError(f"serialize: expected a Loss or None, got {type(loss).__name__}")
+    class_name = type(loss).__name__
+    if LOSSES.get(class_name) is not type(loss):
+        raise ValueError(f"serialize: {class_name} is not in minidl.losses.LOSSES, so it "
+                         f"could not be loaded back; register it there first")
+    return {"class_name": class_name, "config": loss.get_config()}
+
+
+def deserialize(spec: dict[str, Any] | Loss | None) -> Loss | None:
+    """The loss described by ``spec``: None, a Loss (returned as is), or a dict
+    ``{"class_name": name in LOSSES, "config": {...}}``."""
+    if spec is None or isinstance(spec, Loss):
+        return spec
+    if not isinstance(spec, dict):
+        raise TypeError(f"deserialize: spec must be None, a Loss or a "
+                        f"{{'class_name', 'config'}} dict, got {type(spec).__name__}")
+    if set(spec) != {"class_name", "config"}:
+        raise ValueError(f"deserialize: spec must have exactly the keys 'class_name' and "
+                         f"'config', got {sorted(spec)}")
+    class_name, config = spec["class_name"], spec["config"]
+    if class_name not in LOSSES:
+        raise ValueError(f"deserialize: unknown loss {class_name!r}; "
+                         f"known: {', '.join(LOSSES)}")
+    if not isinstance(config, dict):
+        raise TypeError(f"deserialize: config must be a dict, got {type(config).__name__}")
+    return LOSSES[class_name].from_config(config)

@@ -1,0 +1,593 @@
+r"""``Sequential``: a stack of layers, with Keras' ``compile``, ``fit``, ``evaluate``, ``predict``.
+
+One training step on a batch ``(x, y)`` is the whole of backpropagation:
+
+.. code-block:: text
+
+    output = layer_k(... layer_1(x))          forward, each layer caching what it needs
+    loss   = loss_fn(output, y) + Σ penalty(θ)
+    grad   = ∂loss/∂output                    loss_fn.backward()
+    grad   = layer_i.backward(grad)           for i = k .. 1, writing ∂loss/∂θ into θ.grad
+    θ      ← optimizer rule(θ, θ.grad)        optimizer.step()
+
+When the last layer is a softmax and the loss is cross-entropy, the step runs on the logits
+``z`` before the softmax and uses the fused gradient ``(softmax(z) - y) / N``: it never forms
+the softmax Jacobian and stays finite for logits of ±1e4. ``predict`` still returns the
+probabilities.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from minidl import functional as F
+from minidl import io
+from minidl import losses as losses_module
+from minidl import metrics as metrics_module
+from minidl import optim as optim_module
+from minidl.callbacks import Callback, History, ProgressBar
+from minidl.data import batches
+from minidl.layers import Dense, Dropout, Layer, Softmax, layer_from_config, layer_to_config
+from minidl.losses import CrossEntropy, Loss
+from minidl.optim import Optimizer
+from minidl.parameter import Parameter
+
+ArrayLike = Any
+
+
+class Sequential:
+    """A stack of layers applied in order, trained by backpropagation.
+
+    ``Sequential([Dense(64, activation="relu"), Dense(10)], input_dim=64, seed=0)``.
+    With ``input_dim`` (features per example; a tuple for inputs that a ``Flatten`` layer
+    flattens) the model is built at once, so ``model.parameters()`` can be handed to an
+    optimizer before ``compile``; without it, the first batch builds it. ``seed`` makes the
+    initial weights, the shuffling and the dropout masks reproducible: the same seed and data
+    give bit-identical weights after ``fit``. ``dtype`` is "float32" (default) or "float64".
+    """
+
+    def __init__(self, layers: Iterable[Layer] | None = None,
+                 input_dim: int | Sequence[int] | None = None, seed: int | None = None,
+                 dtype: str = "float32") -> None:
+        self.layers: list[Layer] = list(layers or [])
+        for index, layer in enumerate(self.layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"Sequential: layers[{index}] must be a minidl Layer, "
+                                f"got {type(layer).__name__}")
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"Sequential: dtype must be 'float32' or 'float64', got {dtype!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise ValueError(f"Sequential: seed must be a non-negative int or None, got {seed!r}")
+        self.seed = seed
+        # two independent streams: adding a layer must not change the order of the batches
+        init_seed, shuffle_seed = np.random.SeedSequence(seed).spawn(2)
+        self._init_rng = np.random.default_rng(init_seed)
+        self.shuffle_rng = np.random.default_rng(shuffle_seed)
+        self.input_shape: tuple[int, ...] | None = None
+        self.output_shape: tuple[int, ...] | None = None
+        self.optimizer: Optimizer | None = None
+        self.loss: Loss | None = None
+        self.metrics: list[str] = []
+        self._metric_functions: dict[str, Any] = {}
+        self._optimizer_spec: str | Optimizer | None = None
+        self.stop_training = False
+        self.epoch = 0  # epochs completed: what fit(initial_epoch=...) resumes from
+        self.history: History | None = None
+        if input_dim is not None:
+            self.build(_as_shape(input_dim))
+
+    # ------------------------------------------------------------------ structure
+
+    @property
+    def built(self) -> bool:
+        return self.input_shape is not None
+
+    def build(self, input_shape: tuple[int, ...]) -> None:
+        """Create every layer's parameters for examples of ``input_shape`` (no batch axis)."""
+        if not self.layers:
+            raise ValueError("Sequential: the model has no layers")
+        shape = tuple(int(n) for n in input_shape)
+        for index, layer in enumerate(self.layers):
+            try:
+                layer.build(shape, dtype=self.dtype, rng=self._init_rng)
+                shape = layer.compute_output_shape(shape)
+            except ValueError as error:
+                raise ValueError(f"Sequential: layers[{index}] ({type(layer).__name__}): "
+                                 f"{error}") from error
+        self.input_shape = tuple(int(n) for n in input_shape)
+        self.output_shape = shape
+        if self._optimizer_spec is not None:
+            self.optimizer = optim_module.get(self._optimizer_spec, self.parameters())
+
+    def parameters(self) -> list[Parameter]:
+        """Every trainable parameter, layer by layer, each layer's kernel before its bias."""
+        return [p for layer in self.layers for p in layer.parameters()]
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Copies of the parameter arrays, in ``parameters()`` order."""
+        return [p.data.copy() for p in self.parameters()]
+
+    def set_weights(self, weights: Sequence[ArrayLike]) -> None:
+        """Overwrite the parameters in place (optimizers keep their references)."""
+        params = self.parameters()
+        if len(weights) != len(params):
+            raise ValueError(f"set_weights: got {len(weights)} arrays but the model has "
+                             f"{len(params)} parameters")
+        arrays = [np.asarray(w) for w in weights]
+        for index, (param, array) in enumerate(zip(params, arrays, strict=True)):
+            if array.shape != param.shape:
+                raise ValueError(f"set_weights: weights[{index}] has shape {array.shape} but "
+                                 f"parameter {index} ({param.name}) has shape {param.shape}")
+            if array.dtype.kind not in "fiu":
+                raise TypeError(f"set_weights: weights[{index}] must be numeric, "
+                                f"got dtype {array.dtype}")
+        for param, array in zip(params, arrays, strict=True):
+            param.data[...] = array
+
+    def summary(self) -> str:
+        """Print and return a table of the layers, output shapes and parameter counts."""
+        if not self.built:
+            raise ValueError("summary: the model is not built yet; give input_dim or call fit")
+        rows = [("Layer (type)", "Output shape", "Params")]
+        shape = self.input_shape
+        for index, layer in enumerate(self.layers):
+            shape = layer.compute_output_shape(shape)
+            count = sum(p.data.size for p in layer.parameters())
+            activation = getattr(layer, "activation", None)
+            kind = type(layer).__name__
+            if activation is not None:
+                kind += f", {type(activation).__name__}"
+            rows.append((f"{index}: {kind}", str((None, *shape)), f"{count:,}"))
+        widths = [max(len(row[i]) for row in rows) for i in range(3)]
+        rule = "-" * (sum(widths) + 4)
+        lines = [rule]
+        for i, row in enumerate(rows):
+            lines.append(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:>{widths[2]}}")
+            if i == 0:
+                lines.append(rule)
+        total = sum(p.data.size for p in self.parameters())
+        lines += [rule, f"Total params: {total:,} ({self.dtype})", rule]
+        text = "\n".join(lines)
+        print(text)
+        return text
+
+    # ------------------------------------------------------------------ compile
+
+    def compile(self, optimizer: str | Optimizer = "adam", loss: str | Loss = "cross_entropy",
+                metrics: Sequence[str | Any] | None = None) -> None:
+        """Choose the optimizer, the loss and the metrics reported during training.
+
+        Names or objects: ``optimizer`` in "sgd", "momentum", "adagrad", "adam", "adamw",
+        "rmsprop" or an ``Optimizer`` built on ``model.parameters()``; ``loss`` in
+        "cross_entropy", "binary_cross_entropy", "mse", "mae" or a ``Loss``; ``metrics`` names
+        from ``minidl.metrics.METRICS`` or functions ``(y_true, y_pred) -> float``.
+        """
+        self.loss = losses_module.get(loss)
+        self.metrics, self._metric_functions = [], {}
+        for metric in metrics or []:
+            function = metrics_module.get(metric)
+            name = metric if isinstance(metric, str) else function.__name__
+            self.metrics.append(name)
+            self._metric_functions[name] = function
+        if isinstance(optimizer, Optimizer) and not self.built:
+            raise ValueError("compile: an Optimizer instance needs the model's parameters; "
+                             "give Sequential an input_dim so it is built before compile")
+        self._optimizer_spec = optimizer
+        self.optimizer = optim_module.get(optimizer, self.parameters()) if self.built else None
+
+    @property
+    def fused_softmax(self) -> bool:
+        """True when training runs on the logits before a final softmax (see module docstring)."""
+        if not isinstance(self.loss, CrossEntropy) or not self.layers:
+            return False
+        last = self.layers[-1]
+        head = last.activation if isinstance(last, Dense) else last
+        return isinstance(head, Softmax) and head.axis in (-1, 1)
+
+    # ------------------------------------------------------------------ forward / backward
+
+    def _check_x(self, where: str, x: ArrayLike) -> np.ndarray:
+        x = np.asarray(x)
+        if x.dtype.kind not in "fiub":
+            raise TypeError(f"{where}: x must be a numeric array, got dtype {x.dtype}")
+        if x.ndim < 2:
+            raise ValueError(f"{where}: x must have shape (batch, features...), got shape "
+                             f"{x.shape}; reshape a single example with x[None]")
+        if not self.built:
+            self.build(x.shape[1:])
+        if x.shape[1:] != self.input_shape:
+            raise ValueError(f"{where}: each example of x has shape {x.shape[1:]} but the model "
+                             f"expects {self.input_shape}")
+        return np.asarray(x, dtype=self.dtype)
+
+    def _forward(self, x: np.ndarray, training: bool, logits: bool) -> np.ndarray:
+        """The model's output; with ``logits=True`` in the fused case, stop before the softmax."""
+        last = self.layers[-1]
+        for layer in self.layers[:-1]:
+            x = layer.forward(x, training=training)
+        if logits and self.fused_softmax:
+            return last.linear_forward(x, training=training) if isinstance(last, Dense) else x
+        return last.forward(x, training=training)
+
+    def _backward(self, grad: np.ndarray) -> None:
+        last = self.layers[-1]
+        if self.fused_softmax:
+            # grad is already ∂loss/∂logits: skip the softmax, never form its Jacobian
+            if isinstance(last, Dense):
+                grad = last.linear_backward(grad)
+        else:
+            grad = last.backward(grad)
+        for layer in reversed(self.layers[:-1]):
+            grad = layer.backward(grad)
+
+    def _penalty(self, add_gradients: bool) -> float:
+        """Σ of the parameters' L1/L2 penalties; their gradients go into ``p.grad`` if asked."""
+        total = 0.0
+        for param in self.parameters():
+            if param.regularizer is not None:
+                total += param.regularizer(param.data)
+                if add_gradients:
+                    param.grad += param.regularizer.grad(param.data)
+        return total
+
+    # ------------------------------------------------------------------ training
+
+    def fit(self, x: ArrayLike, y: ArrayLike, epochs: int = 1, batch_size: int = 32,
+            validation_data: tuple[ArrayLike, ArrayLike] | None = None,
+            validation_split: float = 0.0, shuffle: bool = True,
+            callbacks: Sequence[Callback] | None = None, verbose: int = 1,
+            initial_epoch: int = 0) -> History:
+        """Train for epochs ``initial_epoch .. epochs - 1``; return the ``History``.
+
+        ``validation_split`` holds out the *last* fraction of the rows (before shuffling, as
+        Keras does). The loss reported includes the L1/L2 penalties. If the loss becomes
+        NaN or infinite, training stops with a ``FloatingPointError`` naming the epoch and
+        batch, and the weights stay as they were after the last finite step.
+        """
+        if self.loss is None:
+            raise RuntimeError("fit: call compile(optimizer, loss) before fit")
+        x = self._check_x("fit", x)
+        y = np.asarray(y)
+        if len(y) != len(x):
+            raise ValueError(f"fit: x has {len(x)} rows but y has {len(y)}")
+        if not 0.0 <= validation_split < 1.0:
+            raise ValueError(f"fit: validation_split must be in [0, 1), got {validation_split}")
+        if validation_split and validation_data is not None:
+            raise ValueError("fit: give validation_data or validation_split, not both")
+        if validation_split:
+            n_train = len(x) - math.ceil(len(x) * validation_split)
+            if n_train < 1:
+                raise ValueError(f"fit: validation_split={validation_split} leaves no "
+                                 f"training rows out of {len(x)}")
+            validation_data = (x[n_train:], y[n_train:])
+            x, y = x[:n_train], y[:n_train]
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("fit: validation_data must be a pair (x_val, y_val)")
+            x_val = self._check_x("fit: validation_data", validation_data[0])
+            y_val = np.asarray(validation_data[1])
+            if len(y_val) != len(x_val):
+                raise ValueError(f"fit: validation x has {len(x_val)} rows but validation y "
+                                 f"has {len(y_val)}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"fit: batch_size must be a positive int, got {batch_size!r}")
+        if not 0 <= initial_epoch <= epochs:
+            raise ValueError(f"fit: need 0 <= initial_epoch <= epochs, got initial_epoch="
+                             f"{initial_epoch}, epochs={epochs}")
+
+        self.history = History()
+        callback_list = list(callbacks or [])
+        if verbose:
+            callback_list.insert(0, ProgressBar())
+        # History last: it then records what the other callbacks added to the logs (e.g. "lr")
+        callback_list.append(self.history)
+        steps = math.ceil(len(x) / batch_size)
+        for callback in callback_list:
+            callback.set_model(self)
+            callback.set_params({"epochs": epochs, "steps": steps, "verbose": verbose})
+
+        self.stop_training = False
+        for callback in callback_list:
+            callback.on_train_begin({})
+        try:
+            for epoch in range(initial_epoch, epochs):
+                for callback in callback_list:
+                    callback.on_epoch_begin(epoch, {})
+                logs = self._train_epoch(x, y, batch_size, shuffle, epoch, epochs, callback_list)
+                if validation_data is not None:
+                    scores = self.evaluate(x_val, y_val, batch_size=max(batch_size, 256))
+                    logs.update({"val_" + key: value for key, value in scores.items()})
+                self.epoch = epoch + 1
+                for callback in callback_list:
+                    callback.on_epoch_end(epoch, logs)
+                if self.stop_training:
+                    break
+        finally:
+            for callback in callback_list:
+                callback.on_train_end({})
+        return self.history
+
+    def _train_epoch(self, x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool,
+                     epoch: int, epochs: int, callback_list: list[Callback]) -> dict[str, float]:
+        optimizer, fused = self.optimizer, self.fused_softmax
+        # fused: the loss sees logits, whatever from_logits the user's CrossEntropy says
+        loss_fn = (CrossEntropy(label_smoothing=self.loss.label_smoothing) if fused
+                   else self.loss)
+        has_penalties = any(p.regularizer is not None for p in self.parameters())
+        loss_sum, outputs, targets = 0.0, [], []
+        rng = self.shuffle_rng if shuffle else None
+        for batch, (x_batch, y_batch) in enumerate(
+                batches(x, y, batch_size=batch_size, shuffle=shuffle, rng=rng)):
+            output = self._forward(x_batch, training=True, logits=True)
+            loss = loss_fn(output, y_batch)
+            self._backward(loss_fn.backward())
+            if has_penalties:
+                loss += self._penalty(add_gradients=True)
+            if not math.isfinite(loss):
+                raise FloatingPointError(
+                    f"fit: the loss became {loss} at epoch {epoch + 1}/{epochs}, batch "
+                    f"{batch + 1}; training stopped and the weights are those of the last "
+                    f"finite step. Try a lower learning rate or scale the inputs.")
+            optimizer.step()
+            loss_sum += loss * len(x_batch)
+            if self.metrics:
+                outputs.append(output)
+                targets.append(y_batch)
+            for callback in callback_list:
+                callback.on_batch_end(batch, {"loss": loss, "size": len(x_batch)})
+        logs = {"loss": loss_sum / len(x)}
+        if self.metrics:
+            output = np.concatenate(outputs)
+            logs.update(self._metric_values(np.concatenate(targets),
+                                            F.softmax(output) if fused else output))
+        return logs
+
+    def _metric_values(self, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+        return {name: float(function(y_true, y_pred))
+                for name, function in self._metric_functions.items()}
+
+    def evaluate(self, x: ArrayLike, y: ArrayLike, batch_size: int = 256) -> dict[str, float]:
+        """The loss (with penalties, as in training) and the compiled metrics on ``(x, y)``."""
+        if self.loss is None:
+            raise RuntimeError("evaluate: call compile(optimizer, loss) first")
+        x = self._check_x("evaluate", x)
+        y = np.asarray(y)
+        if len(y) != len(x):
+            raise ValueError(f"evaluate: x has {len(x)} rows but y has {len(y)}")
+        if len(x) == 0:
+            raise ValueError("evaluate: x is empty")
+        fused = self.fused_softmax
+        loss_fn = CrossEntropy(label_smoothing=self.loss.label_smoothing) if fused else self.loss
+        loss_sum, outputs = 0.0, []
+        for x_batch, y_batch in batches(x, y, batch_size=batch_size):
+            output = self._forward(x_batch, training=False, logits=True)
+            loss_sum += loss_fn(output, y_batch) * len(x_batch)
+            outputs.append(output)
+        scores = {"loss": loss_sum / len(x) + self._penalty(add_gradients=False)}
+        output = np.concatenate(outputs)
+        scores.update(self._metric_values(y, F.softmax(output) if fused else output))
+        return scores
+
+    def predict(self, x: ArrayLike, batch_size: int | None = None) -> np.ndarray:
+        """The model's output for ``x`` (probabilities after a softmax), in inference mode.
+
+        ``batch_size`` rows at a time (default: all at once), which bounds the memory of the
+        intermediate activations for big inputs.
+        """
+        x = self._check_x("predict", x)
+        if batch_size is None or batch_size >= len(x):
+            return self._forward(x, training=False, logits=False)
+        return np.concatenate([self._forward(x_batch, training=False, logits=False)
+                               for x_batch, _ in batches(x, batch_size=batch_size)])
+
+    # ------------------------------------------------------------------ persistence
+
+    def get_config(self) -> dict[str, Any]:
+        """The architecture as JSON-able data: what ``load_model`` rebuilds the model from."""
+        return {"layers": [layer_to_config(layer) for layer in self.layers],
+                "input_dim": None if self.input_shape is None else list(self.input_shape),
+                "seed": self.seed, "dtype": self.dtype.name}
+
+    def save(self, path: str | os.PathLike, include_optimizer: bool = True) -> None:
+        """Write the model to one ``.npz`` file (atomically; see ``docs/format.md``).
+
+        The file holds the architecture, the weights, the compile arguments and, with
+        ``include_optimizer``, the optimizer state, the epoch counter and the random
+        generators' states, so that ``load_model`` + ``fit(initial_epoch=...)`` resumes
+        exactly.
+        """
+        if not self.built:
+            raise ValueError("save: the model is not built yet; give input_dim or call fit")
+        arrays = self._weight_arrays()
+        meta: dict[str, Any] = {"model": {"class_name": "Sequential",
+                                          "config": self.get_config()}}
+        if self.loss is not None:
+            meta["compile"] = {"optimizer": optim_module.serialize(self.optimizer),
+                               "loss": losses_module.serialize(self.loss),
+                               "metrics": self._serializable_metrics()}
+        if include_optimizer and self.optimizer is not None:
+            state = self.optimizer.state_dict()
+            numbers = []
+            for index, param_state in enumerate(state["state"]):
+                numbers.append({key: value for key, value in param_state.items()
+                                if not isinstance(value, np.ndarray)})
+                for key, value in param_state.items():
+                    if isinstance(value, np.ndarray):
+                        arrays[f"optimizer.state.{index}.{key}"] = value
+            meta["optimizer"] = {"class_name": type(self.optimizer).__name__,
+                                 "config": state["config"], "numbers": numbers}
+            meta["training"] = {"epoch": self.epoch, "rng_states": self._rng_states()}
+        io.save_npz(path, meta, arrays)
+
+    def _serializable_metrics(self) -> list[str]:
+        unknown = [name for name in self.metrics if name not in metrics_module.METRICS]
+        if unknown:
+            raise ValueError(f"save: metrics {unknown} are functions, not names from "
+                             f"minidl.metrics.METRICS, so they cannot be stored in the file")
+        return list(self.metrics)
+
+    def _weight_arrays(self) -> dict[str, np.ndarray]:
+        return {f"layers.{index}.{param.name}": param.data
+                for index, layer in enumerate(self.layers) for param in layer.parameters()}
+
+    def _generators(self) -> dict[str, np.random.Generator]:
+        generators = {"shuffle": self.shuffle_rng}
+        for index, layer in enumerate(self.layers):
+            if isinstance(layer, Dropout) and layer.rng is not None:
+                generators[f"layers.{index}"] = layer.rng
+        return generators
+
+    def _rng_states(self) -> dict[str, Any]:
+        # PCG64's 128-bit integers as strings: JSON readers in other languages lose them
+        states = {}
+        for name, generator in self._generators().items():
+            state = generator.bit_generator.state
+            states[name] = {"bit_generator": state["bit_generator"],
+                            "state": str(state["state"]["state"]),
+                            "inc": str(state["state"]["inc"]),
+                            "has_uint32": int(state["has_uint32"]),
+                            "uinteger": int(state["uinteger"])}
+        return states
+
+    def _set_rng_states(self, states: dict[str, Any]) -> None:
+        generators = self._generators()
+        for name, saved in states.items():
+            if name not in generators or saved.get("bit_generator") != "PCG64":
+                raise ValueError(f"rng state {name!r} does not match this model")
+            generators[name].bit_generator.state = {
+                "bit_generator": "PCG64",
+                "state": {"state": int(saved["state"]), "inc": int(saved["inc"])},
+                "has_uint32": int(saved["has_uint32"]), "uinteger": int(saved["uinteger"])}
+
+    def save_weights(self, path: str | os.PathLike) -> None:
+        """Write only the weights (and the architecture, to check them against on load)."""
+        if not self.built:
+            raise ValueError("save_weights: the model is not built yet")
+        meta = {"model": {"class_name": "Sequential", "config": self.get_config()},
+                "weights_only": True}
+        io.save_npz(path, meta, self._weight_arrays())
+
+    def load_weights(self, path: str | os.PathLike) -> None:
+        """Load weights saved by ``save_weights`` or ``save`` into this (same-shaped) model."""
+        _, arrays = io.load_npz(path)
+        if not self.built:
+            raise ValueError("load_weights: build the model first (give input_dim)")
+        expected = self._weight_arrays()
+        _check_weight_arrays(path, expected, arrays)
+        for key, data in expected.items():
+            data[...] = arrays[key]
+
+
+def _as_shape(input_dim: int | Sequence[int]) -> tuple[int, ...]:
+    shape = (input_dim,) if isinstance(input_dim, (int, np.integer)) else tuple(input_dim)
+    if not shape or any(isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1
+                        for n in shape):
+        raise ValueError(f"Sequential: input_dim must be a positive int or a tuple of them, "
+                         f"got {input_dim!r}")
+    return tuple(int(n) for n in shape)
+
+
+def _check_weight_arrays(path: Any, expected: dict[str, np.ndarray],
+                         found: dict[str, np.ndarray]) -> None:
+    for key, data in expected.items():
+        if key not in found:
+            raise io.ModelFormatError(f"{os.fspath(path)}: missing array {key!r}")
+        if found[key].shape != data.shape or found[key].dtype != data.dtype:
+            raise io.ModelFormatError(
+                f"{os.fspath(path)}: array {key!r} has shape {found[key].shape} and dtype "
+                f"{found[key].dtype}; the model expects shape {data.shape} and dtype "
+                f"{data.dtype}")
+
+
+def load_model(path: str | os.PathLike) -> Sequential:
+    """Read a model written by ``Sequential.save``: architecture, weights, compile arguments
+    and, when saved, the optimizer state and the training position.
+
+    The file is checked completely before anything is built (``minidl.io.load_npz``); layer
+    types come from the registry in ``minidl.layers``, never from an import by name. Any
+    problem raises ``minidl.io.ModelFormatError`` saying what is wrong and where.
+    """
+    meta, arrays = io.load_npz(path)
+    where = os.fspath(path)
+    try:
+        model = _model_from_meta(meta)
+    except (KeyError, TypeError, ValueError) as error:
+        if isinstance(error, io.ModelFormatError):
+            raise
+        raise io.ModelFormatError(f"{where}: invalid model description: {error}") from error
+    weights = model._weight_arrays()
+    _check_weight_arrays(path, weights, arrays)
+    unexpected = sorted(k for k in arrays if k not in weights
+                        and not k.startswith("optimizer.state."))
+    if unexpected:
+        raise io.ModelFormatError(f"{where}: arrays {unexpected} belong to no layer")
+    for key, data in weights.items():
+        data[...] = arrays[key]
+    if "optimizer" in meta and model.optimizer is not None:
+        try:
+            _restore_training_state(model, meta, arrays)
+        except (KeyError, TypeError, ValueError) as error:
+            raise io.ModelFormatError(f"{where}: invalid optimizer state: {error}") from error
+    return model
+
+
+def _model_from_meta(meta: dict[str, Any]) -> Sequential:
+    spec = meta["model"]
+    if spec.get("class_name") != "Sequential":
+        raise ValueError(f"model class_name must be 'Sequential', got {spec.get('class_name')!r}")
+    config = spec["config"]
+    unknown = sorted(set(config) - {"layers", "input_dim", "seed", "dtype"})
+    if unknown:
+        raise ValueError(f"unknown model config keys {unknown}")
+    if config.get("input_dim") is None:
+        raise ValueError("the saved model has no input_dim")
+    layers = []
+    for index, layer_spec in enumerate(config["layers"]):
+        try:
+            layers.append(layer_from_config(layer_spec))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"layers[{index}]: {error}") from error
+    model = Sequential(layers, input_dim=config["input_dim"], seed=config.get("seed"),
+                       dtype=config.get("dtype", "float32"))
+    compile_config = meta.get("compile")
+    if compile_config is not None:
+        optimizer_spec = compile_config["optimizer"]
+        optimizer = optim_module.deserialize(optimizer_spec, model.parameters())
+        model.compile(optimizer=optimizer, loss=losses_module.deserialize(compile_config["loss"]),
+                      metrics=compile_config.get("metrics") or [])
+    return model
+
+
+def _restore_training_state(model: Sequential, meta: dict[str, Any],
+                            arrays: dict[str, np.ndarray]) -> None:
+    saved = meta["optimizer"]
+    if saved["class_name"] != type(model.optimizer).__name__:
+        raise ValueError(f"optimizer state is for {saved['class_name']} but the compiled "
+                         f"optimizer is {type(model.optimizer).__name__}")
+    numbers = saved["numbers"]
+    if len(numbers) != len(model.parameters()):
+        raise ValueError(f"{len(numbers)} optimizer states for {len(model.parameters())} "
+                         f"parameters")
+    state = []
+    for index, param_numbers in enumerate(numbers):
+        prefix = f"optimizer.state.{index}."
+        param_state = dict(param_numbers)
+        param_state.update({key[len(prefix):]: value for key, value in arrays.items()
+                            if key.startswith(prefix)})
+        state.append(param_state)
+    model.optimizer.load_state_dict({"config": saved["config"], "state": state})
+    training = meta.get("training") or {}
+    epoch = training.get("epoch", 0)
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise ValueError(f"training epoch must be an int >= 0, got {epoch!r}")
+    model.epoch = epoch
+    model._set_rng_states(training.get("rng_states", {}))
+
+
+__all__ = ["Sequential", "load_model"]

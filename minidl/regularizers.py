@@ -1,0 +1,166 @@
+"""Weight penalties added to the loss during training: L1, L2 and both (Keras' definitions).
+
+A penalty is called on a weight array for its value (added to the reported loss) and asked
+for its gradient (added to the parameter's ``grad``). Penalties are plain data: their
+configuration is a JSON-able dict, and :func:`serialize` / :func:`deserialize` turn them
+into ``{"class_name": ..., "config": ...}`` and back through the ``REGULARIZERS`` registry,
+never by importing a name.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from numbers import Real
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+
+def _check_factor(value: float, owner: str, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{owner}: {name} must be a real number, got {type(value).__name__}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{owner}: {name} must be a finite number >= 0, got {value}")
+    return float(value)
+
+
+def _as_weights(w: ArrayLike, owner: str) -> np.ndarray:
+    """``w`` as a float array of its own dtype; integers and booleans become float64."""
+    weights = np.asarray(w)
+    if weights.dtype.kind == "f":
+        return weights
+    if weights.dtype.kind in "biu":
+        return weights.astype(np.float64)
+    raise TypeError(f"{owner}: w must be a real numeric array, got dtype {weights.dtype}")
+
+
+class Regularizer:
+    """A penalty ``R(w)`` on a weight array: ``__call__`` gives its value, ``grad`` its gradient.
+
+    Subclasses set their factors in ``__init__`` under the names of the constructor
+    arguments, so that ``get_config`` / ``from_config`` round-trip them.
+    """
+
+    def __call__(self, w: ArrayLike) -> float:
+        raise NotImplementedError
+
+    def grad(self, w: ArrayLike) -> np.ndarray:
+        """``dR / dw``, an array of the shape and dtype of ``w``."""
+        raise NotImplementedError
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments, JSON-able."""
+        names = inspect.signature(type(self).__init__).parameters
+        return {name: getattr(self, name) for name in names if name != "self"}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Regularizer:
+        """The penalty that ``get_config`` described."""
+        expected = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        unknown = set(config) - expected
+        if unknown:
+            raise ValueError(f"{cls.__name__}.from_config: unknown key(s) {sorted(unknown)}; "
+                             f"expected {sorted(expected)}")
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        arguments = ", ".join(f"{name}={value!r}" for name, value in self.get_config().items())
+        return f"{type(self).__name__}({arguments})"
+
+
+class L1(Regularizer):
+    r"""Lasso penalty: pushes weights to exactly zero.
+
+    .. math::
+        R(w) = \lambda_1 \sum_i |w_i|, \qquad
+        \frac{\partial R}{\partial w_i} = \lambda_1 \operatorname{sign}(w_i)
+
+    with ``sign(0) = 0`` (a subgradient), so a weight at zero is left there.
+    """
+
+    def __init__(self, l1: float = 0.01) -> None:
+        self.l1 = _check_factor(l1, "L1", "l1")
+
+    def __call__(self, w: ArrayLike) -> float:
+        return self.l1 * float(np.sum(np.abs(_as_weights(w, "L1"))))
+
+    def grad(self, w: ArrayLike) -> np.ndarray:
+        return self.l1 * np.sign(_as_weights(w, "L1"))
+
+
+class L2(Regularizer):
+    r"""Ridge penalty (weight decay), Keras' form with no factor ½.
+
+    .. math::
+        R(w) = \lambda_2 \sum_i w_i^2, \qquad \frac{\partial R}{\partial w_i} = 2 \lambda_2 w_i
+    """
+
+    def __init__(self, l2: float = 0.01) -> None:
+        self.l2 = _check_factor(l2, "L2", "l2")
+
+    def __call__(self, w: ArrayLike) -> float:
+        return self.l2 * float(np.sum(np.square(_as_weights(w, "L2"))))
+
+    def grad(self, w: ArrayLike) -> np.ndarray:
+        return 2 * self.l2 * _as_weights(w, "L2")
+
+
+class L1L2(Regularizer):
+    r"""Elastic-net penalty: the sum of :class:`L1` and :class:`L2`.
+
+    .. math::
+        R(w) = \lambda_1 \sum_i |w_i| + \lambda_2 \sum_i w_i^2, \qquad
+        \frac{\partial R}{\partial w_i} = \lambda_1 \operatorname{sign}(w_i) + 2 \lambda_2 w_i
+    """
+
+    def __init__(self, l1: float = 0.0, l2: float = 0.0) -> None:
+        self.l1 = _check_factor(l1, "L1L2", "l1")
+        self.l2 = _check_factor(l2, "L1L2", "l2")
+
+    def __call__(self, w: ArrayLike) -> float:
+        weights = _as_weights(w, "L1L2")
+        return (self.l1 * float(np.sum(np.abs(weights)))
+                + self.l2 * float(np.sum(np.square(weights))))
+
+    def grad(self, w: ArrayLike) -> np.ndarray:
+        weights = _as_weights(w, "L1L2")
+        return self.l1 * np.sign(weights) + 2 * self.l2 * weights
+
+
+REGULARIZERS: dict[str, type[Regularizer]] = {"L1": L1, "L2": L2, "L1L2": L1L2}
+
+
+def serialize(regularizer: Regularizer | None) -> dict[str, Any] | None:
+    """``{"class_name": ..., "config": ...}`` for a registered penalty; None for None."""
+    if regularizer is None:
+        return None
+    if not isinstance(regularizer, Regularizer):
+        raise TypeError(f"serialize: expected a Regularizer or None, "
+                        f"got {type(regularizer).__name__}")
+    class_name = type(regularizer).__name__
+    if REGULARIZERS.get(class_name) is not type(regularizer):
+        raise ValueError(f"serialize: {class_name} is not in minidl.regularizers.REGULARIZERS, "
+                         f"so it could not be loaded back; register it there first")
+    return {"class_name": class_name, "config": regularizer.get_config()}
+
+
+def deserialize(spec: dict[str, Any] | Regularizer | None) -> Regularizer | None:
+    """The penalty described by ``spec``: None, a Regularizer (returned as is), or a dict
+    ``{"class_name": name in REGULARIZERS, "config": {...}}``."""
+    if spec is None or isinstance(spec, Regularizer):
+        return spec
+    if not isinstance(spec, dict):
+        raise TypeError(f"deserialize: spec must be None, a Regularizer or a "
+                        f"{{'class_name', 'config'}} dict, got {type(spec).__name__}")
+    if set(spec) != {"class_name", "config"}:
+        raise ValueError(f"deserialize: spec must have exactly the keys 'class_name' and "
+                         f"'config', got {sorted(spec)}")
+    class_name, config = spec["class_name"], spec["config"]
+    if class_name not in REGULARIZERS:
+        raise ValueError(f"deserialize: unknown regularizer {class_name!r}; "
+                         f"known: {', '.join(REGULARIZERS)}")
+    if not isinstance(config, dict):
+        raise TypeError(f"deserialize: config must be a dict, got {type(config).__name__}")
+    return REGULARIZERS[class_name].from_config(config)

@@ -1,0 +1,113 @@
+"""``python -m minidl serve`` / ``python -m minidl.serving``: tensorflow_model_server's flags.
+
+Boolean flags take gflags' forms too: ``--enable_batching``, ``--enable_batching=true``.
+The default host is 127.0.0.1, not TF Serving's 0.0.0.0: a model server reachable from
+other machines should be a decision (``--rest_api_host 0.0.0.0``), not a default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from minidl.serving.app import create_app
+from minidl.serving.server import serve
+
+
+def _flag_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def build_arg_parser(prog: str = "minidl serve") -> argparse.ArgumentParser:
+    """The ``serve`` command's flags, named as ``tensorflow_model_server``'s."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Serve minidl models over TensorFlow Serving's REST API.")
+    add = parser.add_argument
+    add("--model_name", default=None,
+        help='name of the model in URLs (default "default"); with --model_base_path')
+    add("--model_base_path", default=None,
+        help="folder holding one sub-folder per integer version, each with model.npz")
+    add("--model_config_file", default=None,
+        help="several models: TF Serving's model_config_list, as text proto or JSON")
+    add("--rest_api_port", type=_non_negative_int, default=8501,
+        help="port (default 8501; 0 picks a free one, printed when ready)")
+    add("--rest_api_host", default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; TF Serving uses 0.0.0.0)")
+    add("--rest_api_num_threads", type=_positive_int, default=64,
+        help="connections served at once; one more is answered 503 (default 64)")
+    add("--rest_api_enable_cors_support", type=_flag_bool, nargs="?", const=True,
+        default=False, help="add CORS headers and answer preflight OPTIONS requests")
+    add("--enable_batching", type=_flag_bool, nargs="?", const=True, default=False,
+        help="gather concurrent predict requests into one model.predict call")
+    add("--max_batch_size", type=_positive_int, default=64,
+        help="largest batch, in rows (default 64)")
+    add("--batch_timeout_micros", type=_non_negative_int, default=1000,
+        help="longest wait for a batch to fill, after its first request (default 1000)")
+    add("--num_batch_threads", type=_positive_int, default=1,
+        help="threads running batches (default 1)")
+    add("--max_enqueued_batches", type=_positive_int, default=100,
+        help="queue bound, in batches of max_batch_size rows; beyond it: 429 (default 100)")
+    add("--max_enqueued_requests", type=_positive_int, default=128,
+        help="predict requests in progress at once; one more is answered 429 (default 128)")
+    add("--api_key_file", default=None,
+        help="file of accepted API keys, one per line; requests then need one")
+    add("--file_system_poll_wait_seconds", type=_non_negative_float, default=1.0,
+        help="seconds between scans for new versions; 0 scans once (default 1)")
+    add("--max_body_bytes", type=_positive_int, default=10 * 1024 * 1024,
+        help="largest request body; larger ones get 413 (default 10 MiB)")
+    add("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="DEBUG also logs every request (default INFO)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the server until SIGTERM/SIGINT; 0 after a clean stop, 2 for a bad configuration."""
+    parser = build_arg_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    if args.model_base_path is None and args.model_config_file is None:
+        parser.error("give --model_base_path (and --model_name) or --model_config_file")
+    try:
+        app = create_app(
+            args.model_name, args.model_base_path, model_config_file=args.model_config_file,
+            enable_batching=args.enable_batching, max_batch_size=args.max_batch_size,
+            batch_timeout_micros=args.batch_timeout_micros,
+            num_batch_threads=args.num_batch_threads,
+            max_enqueued_batches=args.max_enqueued_batches, api_key_file=args.api_key_file,
+            file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
+            max_body_bytes=args.max_body_bytes, enable_cors=args.rest_api_enable_cors_support,
+            max_enqueued_requests=args.max_enqueued_requests)
+        return serve(app, args.rest_api_host, args.rest_api_port,
+                     num_threads=args.rest_api_num_threads)
+    except (ValueError, OSError) as error:
+        print(f"minidl serve: error: {error}", file=sys.stderr, flush=True)
+        return 2
