@@ -76,7 +76,7 @@ def _check_labels(labels: ArrayLike, num_classes: int, fn: str, name: str) -> np
 def _check_same_shape(pred: np.ndarray, target: np.ndarray, fn: str, pred_name: str) -> None:
     if target.shape != pred.shape:
         raise ValueError(f"{fn}: target has shape {target.shape} but {pred_name} has shape "
-                         f"{pred.shape}; they must match")
+                         f"{pred.shape}; they must match (reshape target to {pred.shape})")
 
 
 def _reduce(losses: np.ndarray, reduction: str,
@@ -101,36 +101,47 @@ def _elementwise_normaliser(pred: np.ndarray, reduction: str, fn: str) -> int:
 # the softmax family
 
 
-def _max_shifted(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(x - m, m)`` with ``m`` the max along ``axis`` (kept), so every ``x - m <= 0``.
+def _max_shifted(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(x - m, m, finite)``: ``m`` the max along ``axis`` (kept), so every ``x - m <= 0``.
 
-    A non-finite max (a row of -inf, or a row holding +inf or NaN) cannot be subtracted
-    without producing inf - inf; such rows are shifted by 0 and IEEE arithmetic gives the
-    limit (-inf, inf or NaN), as scipy.special does.
+    A row whose max is not finite (all -inf, or holding +inf or NaN) has no meaningful
+    shift; ``finite`` marks the others, and the undefined rows are returned as zeros so that
+    the arithmetic after this never meets inf - inf.
     """
     x_max = np.max(x, axis=axis, keepdims=True)
-    x_max = np.where(np.isfinite(x_max), x_max, 0)
+    finite = np.isfinite(x_max)
     # x - max below -finfo.max rounds to -inf, whose exp is exactly the 0 it stands for
     with np.errstate(over="ignore"):
-        return x - x_max, x_max
+        shifted = x - np.where(finite, x_max, 0)
+    return np.where(finite, shifted, 0), x_max, finite
+
+
+def _log_sum_exp_shifted(shifted: np.ndarray, axis: int) -> np.ndarray:
+    """``log(sum(exp(shifted)))`` for rows whose max is 0, as ``log1p`` of the other terms.
+
+    The max contributes exactly 1; ``log(1 + rest)`` would round away the digits of a small
+    ``rest`` that ``log1p(rest)`` keeps.
+    """
+    exp_shifted = np.exp(shifted)
+    np.put_along_axis(exp_shifted, np.argmax(shifted, axis=axis, keepdims=True), 0, axis=axis)
+    return np.log1p(np.sum(exp_shifted, axis=axis, keepdims=True))
 
 
 def logsumexp(x: ArrayLike, axis: int = -1, keepdims: bool = False) -> np.ndarray:
     r"""``log(sum(exp(x), axis))`` computed without overflow.
 
     .. math::
-        \operatorname{logsumexp}(x) = m + \log \sum_j e^{x_j - m}, \quad m = \max_j x_j
+        \operatorname{logsumexp}(x) = m + \log\Bigl(1 + \sum_{j \ne j^*} e^{x_j - m}\Bigr),
+        \quad m = x_{j^*} = \max_j x_j
 
-    The sum holds the term ``e^0 = 1``, so its log never underflows either. A row of -inf
-    gives -inf and a row holding +inf gives +inf, as in ``scipy.special.logsumexp``.
+    A row of -inf gives -inf, a row holding +inf gives +inf and a row holding NaN gives NaN,
+    as in ``scipy.special.logsumexp``.
     """
     x = _as_float_array(x, "logsumexp", "x")
     _check_axis(x, axis, "logsumexp")
-    shifted, x_max = _max_shifted(x, axis)
-    sum_exp = np.sum(np.exp(shifted), axis=axis, keepdims=True)
-    # only a row of -inf has sum 0; its log is the -inf it should be
-    with np.errstate(divide="ignore"):
-        result = np.log(sum_exp) + x_max
+    shifted, x_max, finite = _max_shifted(x, axis)
+    # where the max is not finite, it is the answer: -inf, +inf or NaN
+    result = np.where(finite, x_max + _log_sum_exp_shifted(shifted, axis), x_max)
     return result if keepdims else np.squeeze(result, axis=axis)
 
 
@@ -141,29 +152,27 @@ def softmax(x: ArrayLike, axis: int = -1) -> np.ndarray:
         \operatorname{softmax}(x)_i = \frac{e^{x_i - m}}{\sum_j e^{x_j - m}},
         \quad m = \max_j x_j
 
-    Rows that have no finite maximum (all -inf, or holding +inf) are undefined and give NaN.
+    Rows with no finite maximum (all -inf, or holding +inf or NaN) are undefined: NaN.
     """
     x = _as_float_array(x, "softmax", "x")
     _check_axis(x, axis, "softmax")
-    shifted, _ = _max_shifted(x, axis)
+    shifted, _, finite = _max_shifted(x, axis)
     exp_shifted = np.exp(shifted)
-    # 0/0 and inf/inf happen only in the undefined rows described above
-    with np.errstate(invalid="ignore"):
-        return exp_shifted / np.sum(exp_shifted, axis=axis, keepdims=True)
+    return np.where(finite, exp_shifted / np.sum(exp_shifted, axis=axis, keepdims=True), np.nan)
 
 
 def log_softmax(x: ArrayLike, axis: int = -1) -> np.ndarray:
     r"""``log(softmax(x))`` without taking the log of a probability that underflowed to 0.
 
     .. math::
-        \operatorname{log\_softmax}(x)_i = (x_i - m) - \log \sum_j e^{x_j - m}
+        \operatorname{log\_softmax}(x)_i = (x_i - m) - \operatorname{logsumexp}(x - m)
+
+    Rows with no finite maximum are undefined: NaN.
     """
     x = _as_float_array(x, "log_softmax", "x")
     _check_axis(x, axis, "log_softmax")
-    shifted, _ = _max_shifted(x, axis)
-    # log 0 and inf - inf happen only in rows with no finite maximum; they give NaN
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+    shifted, _, finite = _max_shifted(x, axis)
+    return np.where(finite, shifted - _log_sum_exp_shifted(shifted, axis), np.nan)
 
 
 def sigmoid(x: ArrayLike) -> np.ndarray:
@@ -346,7 +355,7 @@ def cross_entropy_grad(
                                                if weight is None else weight[labels])
         uniform_part = label_smoothing / num_classes * (1 if weight is None else weight)
         row_total = target_part + (label_smoothing if weight is None
-                                   else label_smoothing / num_classes * num_classes)
+                                   else label_smoothing / num_classes * np.sum(weight))
         grad = probs * row_total[:, None] - uniform_part
         grad[np.arange(batch_size), labels] -= target_part
     normaliser = _cross_entropy_normaliser(labels, weight, batch_size, reduction,

@@ -337,7 +337,9 @@ def _opened(path: str | os.PathLike[str]) -> Iterator[tuple[zipfile.ZipFile, dic
             if duplicated:
                 raise _Unreadable(f"the zip archive holds several members named {duplicated}")
             if _METADATA_MEMBER not in names:
-                found = ", ".join(repr(_key_of(name)) for name in names) or "none"
+                found = ", ".join(repr(_key_of(name)) for name in names[:20]) or "none"
+                if len(names) > 20:
+                    found += f" and {len(names) - 20} more"
                 raise _Unreadable(f"not a minidl model file: it has no {METADATA_KEY!r} entry "
                                   f"(entries found: {found})")
             try:

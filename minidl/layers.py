@@ -430,6 +430,9 @@ class Dense(Layer):
 
     ``kernel_regularizer``/``bias_regularizer``: a ``minidl.regularizers`` penalty, its
     serialized dict, or None; attached to the parameter as ``.regularizer``.
+
+    Without ``input_dim`` the layer builds itself on its first call, from ``x.shape[1]`` and
+    ``x.dtype`` (float32 for integer input), with an unseeded generator.
     """
 
     def __init__(self, units: int, activation: str | None = None, use_bias: bool = True,
@@ -567,7 +570,8 @@ class Dropout(Layer):
         y = x \odot m, \qquad
         \frac{\partial L}{\partial x} = \frac{\partial L}{\partial y} \odot m
 
-    so :math:`E[y_i] = x_i`. The mask comes from the layer's own ``numpy.random.Generator``:
+    so :math:`E[y_i] = x_i`. The masks come from the layer's own ``numpy.random.Generator``,
+    the public attribute ``rng`` (a model saves and restores its state to resume training):
     seeded by ``seed`` when given, otherwise drawn from the ``rng`` given to ``build``.
     """
 
@@ -582,7 +586,7 @@ class Dropout(Layer):
             raise ValueError(f"Dropout: seed must be a non-negative int or None, got {seed!r}")
         self.rate = float(rate)
         self.seed = seed
-        self._rng: np.random.Generator | None = None
+        self.rng: np.random.Generator | None = None
         self._mask: np.ndarray | None = None
         self._output_shape: tuple[int, ...] | None = None
         self._dtype: np.dtype | None = None
@@ -591,12 +595,12 @@ class Dropout(Layer):
               rng: np.random.Generator | None = None) -> None:
         """Start the mask generator: from ``seed``, else from a draw of ``rng``, else fresh."""
         if self.seed is not None:
-            self._rng = np.random.default_rng(self.seed)
+            self.rng = np.random.default_rng(self.seed)
         elif rng is not None:
             # a child generator: the masks do not shift the draws of whoever owns rng
-            self._rng = np.random.default_rng(int(rng.integers(2**63)))
+            self.rng = np.random.default_rng(int(rng.integers(2**63)))
         else:
-            self._rng = np.random.default_rng()
+            self.rng = np.random.default_rng()
         self.built = True
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
@@ -605,7 +609,7 @@ class Dropout(Layer):
         if not training:
             self._mask = None
             return x
-        keep = self._rng.random(x.shape) >= self.rate
+        keep = self.rng.random(x.shape) >= self.rate
         self._mask = keep.astype(x.dtype)
         self._mask *= 1.0 / (1.0 - self.rate)  # in place: stays in x's dtype
         return x * self._mask

@@ -1,6 +1,8 @@
-"""Hypothesis profiles: "ci" (default, fast) and "thorough" (pytest --hypothesis-profile=thorough)."""
+"""Shared test settings: headless matplotlib and the hypothesis profiles.
 
-import os
+Profiles: "ci" (the default: few examples, derandomized, fast) and "thorough"
+(`pytest --hypothesis-profile=thorough`: many random examples).
+"""
 
 import matplotlib
 from hypothesis import HealthCheck, settings
@@ -12,4 +14,9 @@ settings.register_profile(
     derandomize=True)
 settings.register_profile(
     "thorough", max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_configure(config):
+    # the command line's --hypothesis-profile wins; otherwise the fast profile
+    if not config.getoption("hypothesis_profile", default=None):
+        settings.load_profile("ci")

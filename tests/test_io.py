@@ -5,6 +5,7 @@ import io
 import json
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -670,6 +671,43 @@ def test_duplicate_member_names_are_refused(saved):
             zipfile.ZipFile(saved, "a") as archive:
         archive.writestr("mask.npy", npy_bytes(np.array([False, False, False])))
     assert "the zip archive holds several members named ['mask.npy']" in load_error(saved)
+
+
+def test_members_beyond_the_zip64_limit_are_written_with_zip64_records_and_load(tmp_path,
+                                                                                monkeypatch):
+    big = np.arange(1000, dtype=np.float64)
+    with monkeypatch.context() as patch:
+        # the limit lowered to 1000 bytes stands in for 2 GiB
+        patch.setattr(zipfile, "ZIP64_LIMIT", 1000)
+        save_npz(tmp_path / "m.npz", {}, {"big": big, "small": np.zeros(2)})
+    raw = (tmp_path / "m.npz").read_bytes()
+    assert b"PK\x06\x06" in raw  # zip64 end of central directory record
+    assert_same_arrays(load_npz(tmp_path / "m.npz")[1], {"big": big, "small": np.zeros(2)})
+
+
+# ---------------------------------------------------------------------------------------------
+# The specification in docs/format.md
+
+
+def reader_from_the_spec():
+    spec = (Path(__file__).resolve().parents[1] / "docs" / "format.md").read_text("utf-8")
+    section = spec.split("## 6. Reading a file without minidl")[1]
+    source = re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
+    namespace = {}
+    exec(compile(source, "docs/format.md", "exec"), namespace)
+    return namespace["read_minidl"]
+
+
+def test_the_reader_in_the_spec_reads_what_save_npz_writes(saved):
+    document, arrays = reader_from_the_spec()(saved)
+    assert document == read_metadata(saved)
+    assert_same_arrays(arrays, sample_arrays())
+
+
+def test_the_reader_in_the_spec_catches_a_tampered_array(saved):
+    rewrite(saved, replace={"layers.0.bias.npy": npy_bytes(sample_arrays()["layers.0.bias"] * 2)})
+    with pytest.raises(ValueError, match=r"layers\.0\.bias: sha256 mismatch"):
+        reader_from_the_spec()(saved)
 
 
 # ---------------------------------------------------------------------------------------------

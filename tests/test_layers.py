@@ -43,13 +43,13 @@ def away_from_zero(x: np.ndarray) -> np.ndarray:
     return np.where(np.abs(x) < 1e-3, 0.5, x)
 
 
-def every_layer() -> list:
-    return [Dense(3), Dense(4, activation="softmax"), ReLU(), LeakyReLU(0.2), Tanh(), Sigmoid(),
-            Softmax(), Linear(), Dropout(0.5, seed=0), Flatten()]
-
-
-def layer_ids(layers: list) -> list[str]:
-    return [repr(layer) for layer in layers]
+# one of each layer, as (class, config): every test makes its own fresh instance
+EVERY_LAYER = [(Dense, {"units": 3}), (Dense, {"units": 4, "activation": "softmax"}),
+               (ReLU, {}), (LeakyReLU, {"negative_slope": 0.2}), (Tanh, {}), (Sigmoid, {}),
+               (Softmax, {}), (Linear, {}), (Dropout, {"rate": 0.5, "seed": 0}), (Flatten, {})]
+each_layer = pytest.mark.parametrize(
+    "layer_class, config", EVERY_LAYER,
+    ids=[f"{layer_class.__name__}{config or ''}" for layer_class, config in EVERY_LAYER])
 
 
 # ----------------------------------------------------------------------------- gradients
@@ -83,7 +83,7 @@ def test_dense_gradients_match_central_differences(shape, units, activation, use
     assert check_layer_gradients(layer, x)
 
 
-@settings(max_examples=3)
+@settings(max_examples=2)
 @given(batch_size=st.integers(1, 2), input_dim=st.integers(1, 2),
        units=st.integers(1000, 1100), seed=st.integers(0, 2**32 - 1))
 def test_wide_dense_softmax_classifier_gradients(batch_size, input_dim, units, seed):
@@ -93,7 +93,7 @@ def test_wide_dense_softmax_classifier_gradients(batch_size, input_dim, units, s
     assert check_layer_gradients(layer, rng.uniform(-10, 10, size=(batch_size, input_dim)))
 
 
-@settings(max_examples=3)
+@settings(max_examples=2)
 @given(x=st.tuples(st.integers(1, 2), st.integers(1000, 1200)).flatmap(arrays_for))
 def test_wide_softmax_gradients_with_1000_classes(x):
     assert check_layer_gradients(Softmax(), x)
@@ -286,9 +286,10 @@ def test_same_seed_gives_the_same_weights(initializer):
 
 # ----------------------------------------------------------------------------- dtypes
 
-@pytest.mark.parametrize("layer", every_layer(), ids=layer_ids(every_layer()))
+@each_layer
 @pytest.mark.parametrize("training", [False, True])
-def test_float32_in_float32_out_and_float32_gradients(layer, training):
+def test_float32_in_float32_out_and_float32_gradients(layer_class, config, training):
+    layer = layer_class.from_config(config)
     x = np.random.default_rng(0).normal(size=(4, 6)).astype(np.float32)
     y = layer(x, training=training)
     assert y.dtype == np.float32
@@ -298,8 +299,9 @@ def test_float32_in_float32_out_and_float32_gradients(layer, training):
                for p in layer.parameters())
 
 
-@pytest.mark.parametrize("layer", every_layer(), ids=layer_ids(every_layer()))
-def test_float64_in_float64_out(layer):
+@each_layer
+def test_float64_in_float64_out(layer_class, config):
+    layer = layer_class.from_config(config)
     y = layer(np.ones((2, 3)), training=True)
     assert y.dtype == np.float64 and layer.backward(np.ones_like(y)).dtype == np.float64
 
@@ -352,6 +354,16 @@ def test_dropout_masks_repeat_with_the_seed_or_the_build_rng():
         layer.build((10,), rng=np.random.default_rng(9))
         masks.append(layer(x, training=True))
     np.testing.assert_array_equal(*masks)
+
+
+def test_dropout_rng_state_restores_the_masks_that_follow():
+    x = np.ones((10, 10))
+    layer = Dropout(0.5)
+    layer.build((10,), rng=np.random.default_rng(0))
+    state = layer.rng.bit_generator.state
+    first = layer(x, training=True)
+    layer.rng.bit_generator.state = state
+    np.testing.assert_array_equal(layer(x, training=True), first)
 
 
 # ----------------------------------------------------------------------------- configs
@@ -444,23 +456,26 @@ def test_dense_rejects_a_non_float_dtype():
         Dense(3).build((2,), dtype="int32")
 
 
-@pytest.mark.parametrize("layer", every_layer(), ids=layer_ids(every_layer()))
-def test_backward_before_forward_says_so(layer):
+@each_layer
+def test_backward_before_forward_says_so(layer_class, config):
+    layer = layer_class.from_config(config)
     with pytest.raises(RuntimeError, match="backward called before forward"):
         layer.backward(np.ones((2, 3)))
 
 
-@pytest.mark.parametrize("layer", every_layer(), ids=layer_ids(every_layer()))
-def test_backward_rejects_a_gradient_of_the_wrong_shape(layer):
+@each_layer
+def test_backward_rejects_a_gradient_of_the_wrong_shape(layer_class, config):
+    layer = layer_class.from_config(config)
     y = layer(np.ones((2, 6)))
     with pytest.raises(ValueError, match=rf"grad_y has shape \(3, 1\) but the forward output "
                                          rf"had shape \(2, {y.shape[1]}\)"):
         layer.backward(np.ones((3, 1)))
 
 
-@pytest.mark.parametrize("layer", every_layer(), ids=layer_ids(every_layer()))
+@each_layer
 @pytest.mark.parametrize("bad", [np.array([["a", "b"]]), np.ones((1, 2), dtype=complex)])
-def test_non_numeric_input_is_a_type_error(layer, bad):
+def test_non_numeric_input_is_a_type_error(layer_class, config, bad):
+    layer = layer_class.from_config(config)
     with pytest.raises(TypeError, match="input x must be a real numeric array"):
         layer(bad)
 
