@@ -203,7 +203,8 @@ class ModelCheckpoint(Callback):
     """Save the model (with optimizer state) at the end of every epoch, or only the best ones.
 
     ``path`` may contain ``{epoch}`` (numbered from 1, like Keras' file names) and any key of
-    the epoch's logs, e.g. ``"ckpt/epoch{epoch:03d}-{val_loss:.3f}.npz"``. The file also holds
+    the epoch's logs, e.g. ``"ckpt/epoch{epoch:03d}-{val_loss:.3f}.npz"``; its folder is
+    created when missing. The file also holds
     the epoch counter and the shuffling RNG state, so ``load_model(path)`` followed by
     ``fit(..., initial_epoch=k)`` continues exactly where this run was.
     """
@@ -215,9 +216,8 @@ class ModelCheckpoint(Callback):
         self.monitor = monitor
         self.save_best_only = save_best_only
         self.mode = monitor_mode(monitor, mode) if save_best_only else mode
-        self.best = math.inf if self.mode == "min" else -math.inf
-
-    def on_train_begin(self, logs: Logs | None = None) -> None:
+        # kept across fit calls (as in Keras): a second fit must not overwrite the best file
+        # with its first, worse, epoch
         self.best = math.inf if self.mode == "min" else -math.inf
 
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
@@ -233,7 +233,9 @@ class ModelCheckpoint(Callback):
             if not better:
                 return
             self.best = current
-        self.model.save(self.path.format(epoch=epoch + 1, **logs))
+        path = self.path.format(epoch=epoch + 1, **logs)
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        self.model.save(path)
 
 
 class ProgressBar(Callback):

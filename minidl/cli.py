@@ -143,6 +143,8 @@ def _load(path: str) -> Sequential:
 
 
 def command_info(args: argparse.Namespace) -> int:
+    if not os.path.isfile(args.model):
+        raise UsageError(f"no such file: {args.model}")
     problems = io.verify(args.model)
     meta = io.read_metadata(args.model)
     print(f"file:            {args.model}")

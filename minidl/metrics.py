@@ -26,7 +26,6 @@ __all__ = [
     "confusion_matrix",
     "f1",
     "get",
-    "is_score",
     "mae",
     "mse",
     "precision",
@@ -327,7 +326,7 @@ def r2(y_true: object, y_pred: object) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# Lookup by name, for ``compile(metrics=[...])`` and EarlyStopping's mode="auto"
+# Lookup by name, for ``compile(metrics=[...])``
 
 Metric = Callable[..., float | np.ndarray]
 
@@ -343,10 +342,6 @@ METRICS: dict[str, Metric] = {
     "f1": f1,
 }
 
-# metrics where higher is better; every other name in METRICS (and "loss") is an error to minimise
-_SCORES = frozenset({"accuracy", "top_k_accuracy", "r2", "precision", "recall", "f1"})
-
-
 def get(name_or_fn: str | Metric) -> Metric:
     """The metric function called ``name_or_fn`` in :data:`METRICS`, or the callable itself."""
     if isinstance(name_or_fn, str):
@@ -358,19 +353,3 @@ def get(name_or_fn: str | Metric) -> Metric:
         return name_or_fn
     raise TypeError(f"metric must be a name or a function (y_true, y_pred) -> float, "
                     f"got {type(name_or_fn).__name__}")
-
-
-def is_score(name: str) -> bool:
-    """True if the quantity called ``name`` is maximised (accuracy, r2, precision, recall, f1),
-    False if it is minimised ("loss", mse, mae, relative_error).
-
-    A ``val_`` prefix is ignored, so ``is_score("val_accuracy")`` is True. A name whose
-    direction is unknown raises ValueError: the caller must say which way is better.
-    """
-    base = name.removeprefix("val_")
-    if base in _SCORES:
-        return True
-    if base == "loss" or base in METRICS:
-        return False
-    raise ValueError(f"is_score: unknown quantity {name!r}, so whether higher is better is not "
-                     f"known; known names: loss, {', '.join(sorted(METRICS))}")

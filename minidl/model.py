@@ -32,8 +32,16 @@ from minidl import metrics as metrics_module
 from minidl import optim as optim_module
 from minidl.callbacks import Callback, History, ProgressBar
 from minidl.data import batches
-from minidl.layers import Dense, Dropout, Layer, Softmax, layer_from_config, layer_to_config
-from minidl.losses import CrossEntropy, Loss
+from minidl.layers import (
+    Dense,
+    Dropout,
+    Layer,
+    Sigmoid,
+    Softmax,
+    layer_from_config,
+    layer_to_config,
+)
+from minidl.losses import BinaryCrossEntropy, CrossEntropy, Loss
 from minidl.optim import Optimizer
 from minidl.parameter import Parameter
 
@@ -168,27 +176,62 @@ class Sequential:
         "cross_entropy", "binary_cross_entropy", "mse", "mae" or a ``Loss``; ``metrics`` names
         from ``minidl.metrics.METRICS`` or functions ``(y_true, y_pred) -> float``.
         """
-        self.loss = losses_module.get(loss)
-        self.metrics, self._metric_functions = [], {}
+        # everything is checked before anything changes: a failed compile leaves the model as it was
+        loss_fn = losses_module.get(loss)
+        metric_functions = {}
         for metric in metrics or []:
             function = metrics_module.get(metric)
-            name = metric if isinstance(metric, str) else function.__name__
-            self.metrics.append(name)
-            self._metric_functions[name] = function
+            metric_functions[metric if isinstance(metric, str) else function.__name__] = function
         if isinstance(optimizer, Optimizer) and not self.built:
             raise ValueError("compile: an Optimizer instance needs the model's parameters; "
                              "give Sequential an input_dim so it is built before compile")
+        if self.built:
+            self.optimizer = optim_module.get(optimizer, self.parameters())
+        else:
+            # check the name now; the optimizer itself is made by build, once parameters exist
+            optim_module.get(optimizer, [Parameter(np.zeros(1))])
+            self.optimizer = None
         self._optimizer_spec = optimizer
-        self.optimizer = optim_module.get(optimizer, self.parameters()) if self.built else None
+        self.loss = loss_fn
+        self.metrics, self._metric_functions = list(metric_functions), metric_functions
 
     @property
-    def fused_softmax(self) -> bool:
-        """True when training runs on the logits before a final softmax (see module docstring)."""
-        if not isinstance(self.loss, CrossEntropy) or not self.layers:
+    def fused_output(self) -> bool:
+        """True when training runs on the logits before the output activation: a final softmax
+        with cross-entropy, or a final sigmoid with binary cross-entropy (module docstring)."""
+        if not self.layers:
             return False
         last = self.layers[-1]
         head = last.activation if isinstance(last, Dense) else last
-        return isinstance(head, Softmax) and head.axis in (-1, 1)
+        if isinstance(self.loss, CrossEntropy):
+            return isinstance(head, Softmax) and head.axis in (-1, 1)
+        return isinstance(self.loss, BinaryCrossEntropy) and isinstance(head, Sigmoid)
+
+    def _training_loss(self) -> Loss:
+        """The loss as training applies it: to logits when the output activation is fused,
+        whatever ``from_logits`` the compiled loss says."""
+        if not self.fused_output:
+            return self.loss
+        if isinstance(self.loss, CrossEntropy):
+            return CrossEntropy(label_smoothing=self.loss.label_smoothing)
+        return BinaryCrossEntropy(from_logits=True)
+
+    def _metric_input(self, loss_fn: Loss, output: np.ndarray) -> np.ndarray:
+        """What the metrics see: probabilities whenever ``loss_fn`` reads logits, so that
+        accuracy thresholds a sigmoid's output at 0.5, never a logit."""
+        if isinstance(loss_fn, CrossEntropy) and loss_fn.from_logits:
+            return F.softmax(output)
+        if isinstance(loss_fn, BinaryCrossEntropy) and loss_fn.from_logits:
+            return F.sigmoid(output)
+        return output
+
+    def _check_y(self, where: str, y: ArrayLike, rows: int) -> np.ndarray:
+        y = np.asarray(y)
+        if len(y) != rows:
+            raise ValueError(f"{where}: x has {rows} rows but y has {len(y)}")
+        if y.ndim == 1 and self.output_shape == (1,) and not isinstance(self.loss, CrossEntropy):
+            y = y[:, None]  # one target per row for a one-unit output, as Keras accepts
+        return y
 
     # ------------------------------------------------------------------ forward / backward
 
@@ -207,18 +250,19 @@ class Sequential:
         return np.asarray(x, dtype=self.dtype)
 
     def _forward(self, x: np.ndarray, training: bool, logits: bool) -> np.ndarray:
-        """The model's output; with ``logits=True`` in the fused case, stop before the softmax."""
+        """The model's output; with ``logits=True`` in the fused case, stop before the output
+        activation."""
         last = self.layers[-1]
         for layer in self.layers[:-1]:
             x = layer.forward(x, training=training)
-        if logits and self.fused_softmax:
+        if logits and self.fused_output:
             return last.linear_forward(x, training=training) if isinstance(last, Dense) else x
         return last.forward(x, training=training)
 
     def _backward(self, grad: np.ndarray) -> None:
         last = self.layers[-1]
-        if self.fused_softmax:
-            # grad is already ∂loss/∂logits: skip the softmax, never form its Jacobian
+        if self.fused_output:
+            # grad is already ∂loss/∂logits: skip the activation, never form its Jacobian
             if isinstance(last, Dense):
                 grad = last.linear_backward(grad)
         else:
@@ -253,28 +297,26 @@ class Sequential:
         if self.loss is None:
             raise RuntimeError("fit: call compile(optimizer, loss) before fit")
         x = self._check_x("fit", x)
-        y = np.asarray(y)
-        if len(y) != len(x):
-            raise ValueError(f"fit: x has {len(x)} rows but y has {len(y)}")
+        y = self._check_y("fit", y, len(x))
+        if len(x) == 0:
+            raise ValueError("fit: x is empty")
         if not 0.0 <= validation_split < 1.0:
             raise ValueError(f"fit: validation_split must be in [0, 1), got {validation_split}")
         if validation_split and validation_data is not None:
             raise ValueError("fit: give validation_data or validation_split, not both")
         if validation_split:
-            n_train = len(x) - math.ceil(len(x) * validation_split)
-            if n_train < 1:
-                raise ValueError(f"fit: validation_split={validation_split} leaves no "
-                                 f"training rows out of {len(x)}")
+            n_train = math.floor(len(x) * (1.0 - validation_split))  # Keras' rounding
+            if not 0 < n_train < len(x):
+                raise ValueError(f"fit: validation_split={validation_split} leaves {n_train} "
+                                 f"training and {len(x) - n_train} validation rows out of "
+                                 f"{len(x)}; both need at least one")
             validation_data = (x[n_train:], y[n_train:])
             x, y = x[:n_train], y[:n_train]
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("fit: validation_data must be a pair (x_val, y_val)")
             x_val = self._check_x("fit: validation_data", validation_data[0])
-            y_val = np.asarray(validation_data[1])
-            if len(y_val) != len(x_val):
-                raise ValueError(f"fit: validation x has {len(x_val)} rows but validation y "
-                                 f"has {len(y_val)}")
+            y_val = self._check_y("fit: validation_data", validation_data[1], len(x_val))
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"fit: batch_size must be a positive int, got {batch_size!r}")
         if not 0 <= initial_epoch <= epochs:
@@ -315,20 +357,20 @@ class Sequential:
 
     def _train_epoch(self, x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool,
                      epoch: int, epochs: int, callback_list: list[Callback]) -> dict[str, float]:
-        optimizer, fused = self.optimizer, self.fused_softmax
-        # fused: the loss sees logits, whatever from_logits the user's CrossEntropy says
-        loss_fn = (CrossEntropy(label_smoothing=self.loss.label_smoothing) if fused
-                   else self.loss)
+        optimizer, loss_fn = self.optimizer, self._training_loss()
         has_penalties = any(p.regularizer is not None for p in self.parameters())
         loss_sum, outputs, targets = 0.0, [], []
         rng = self.shuffle_rng if shuffle else None
         for batch, (x_batch, y_batch) in enumerate(
                 batches(x, y, batch_size=batch_size, shuffle=shuffle, rng=rng)):
-            output = self._forward(x_batch, training=True, logits=True)
-            loss = loss_fn(output, y_batch)
-            self._backward(loss_fn.backward())
-            if has_penalties:
-                loss += self._penalty(add_gradients=True)
+            # an overflow shows up as a non-finite loss, reported just below with the epoch
+            # and batch: numpy's own warnings would only repeat it with less to go on
+            with np.errstate(over="ignore", invalid="ignore"):
+                output = self._forward(x_batch, training=True, logits=True)
+                loss = loss_fn(output, y_batch)
+                self._backward(loss_fn.backward())
+                if has_penalties:
+                    loss += self._penalty(add_gradients=True)
             if not math.isfinite(loss):
                 raise FloatingPointError(
                     f"fit: the loss became {loss} at epoch {epoch + 1}/{epochs}, batch "
@@ -345,7 +387,7 @@ class Sequential:
         if self.metrics:
             output = np.concatenate(outputs)
             logs.update(self._metric_values(np.concatenate(targets),
-                                            F.softmax(output) if fused else output))
+                                            self._metric_input(loss_fn, output)))
         return logs
 
     def _metric_values(self, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
@@ -357,13 +399,10 @@ class Sequential:
         if self.loss is None:
             raise RuntimeError("evaluate: call compile(optimizer, loss) first")
         x = self._check_x("evaluate", x)
-        y = np.asarray(y)
-        if len(y) != len(x):
-            raise ValueError(f"evaluate: x has {len(x)} rows but y has {len(y)}")
+        y = self._check_y("evaluate", y, len(x))
         if len(x) == 0:
             raise ValueError("evaluate: x is empty")
-        fused = self.fused_softmax
-        loss_fn = CrossEntropy(label_smoothing=self.loss.label_smoothing) if fused else self.loss
+        loss_fn = self._training_loss()
         loss_sum, outputs = 0.0, []
         for x_batch, y_batch in batches(x, y, batch_size=batch_size):
             output = self._forward(x_batch, training=False, logits=True)
@@ -371,7 +410,7 @@ class Sequential:
             outputs.append(output)
         scores = {"loss": loss_sum / len(x) + self._penalty(add_gradients=False)}
         output = np.concatenate(outputs)
-        scores.update(self._metric_values(y, F.softmax(output) if fused else output))
+        scores.update(self._metric_values(y, self._metric_input(loss_fn, output)))
         return scores
 
     def predict(self, x: ArrayLike, batch_size: int | None = None) -> np.ndarray:
@@ -517,10 +556,11 @@ def load_model(path: str | os.PathLike) -> Sequential:
     where = os.fspath(path)
     try:
         model = _model_from_meta(meta)
-    except (KeyError, TypeError, ValueError) as error:
+    except (AttributeError, KeyError, TypeError, ValueError) as error:
         if isinstance(error, io.ModelFormatError):
             raise
-        raise io.ModelFormatError(f"{where}: invalid model description: {error}") from error
+        raise io.ModelFormatError(f"{where}: invalid model description: "
+                                  f"{_problem(error)}") from error
     weights = model._weight_arrays()
     _check_weight_arrays(path, weights, arrays)
     unexpected = sorted(k for k in arrays if k not in weights
@@ -532,9 +572,18 @@ def load_model(path: str | os.PathLike) -> Sequential:
     if "optimizer" in meta and model.optimizer is not None:
         try:
             _restore_training_state(model, meta, arrays)
-        except (KeyError, TypeError, ValueError) as error:
-            raise io.ModelFormatError(f"{where}: invalid optimizer state: {error}") from error
+        except (AttributeError, KeyError, TypeError, ValueError) as error:
+            raise io.ModelFormatError(f"{where}: invalid optimizer state: "
+                                      f"{_problem(error)}") from error
     return model
+
+
+def _problem(error: Exception) -> str:
+    # a hand-edited document may hold a list or a string where an object belongs (AttributeError)
+    # or lack a key (a bare KeyError prints only the key's name)
+    if isinstance(error, KeyError):
+        return f"missing key {error}"
+    return str(error)
 
 
 def _model_from_meta(meta: dict[str, Any]) -> Sequential:

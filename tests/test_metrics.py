@@ -326,16 +326,3 @@ def test_get_unknown_name_lists_the_known_ones():
         metrics.get("acc")
     with pytest.raises(TypeError, match="metric must be a name or a function"):
         metrics.get(3)
-
-
-@pytest.mark.parametrize(("name", "higher_is_better"), [
-    ("accuracy", True), ("top_k_accuracy", True), ("r2", True), ("precision", True),
-    ("recall", True), ("f1", True), ("val_accuracy", True), ("mse", False), ("mae", False),
-    ("relative_error", False), ("loss", False), ("val_loss", False), ("val_mae", False)])
-def test_is_score_tells_which_way_is_better(name, higher_is_better):
-    assert metrics.is_score(name) is higher_is_better
-
-
-def test_is_score_of_an_unknown_name_raises_instead_of_guessing():
-    with pytest.raises(ValueError, match="is_score: unknown quantity 'val_custom'"):
-        metrics.is_score("val_custom")
