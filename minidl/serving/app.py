@@ -83,9 +83,10 @@ def read_body(environ: dict[str, Any], max_body_bytes: int) -> bytes:
     too_large = HTTPError(413, f"Request body is larger than the limit of {max_body_bytes} "
                                "bytes (--max_body_bytes)", [("Connection", "close")])
     if length_text:
-        if not length_text.isdigit():
+        if not (length_text.isascii() and length_text.isdigit()):
             raise HTTPError(400, f"Invalid Content-Length: {length_text[:40]!r}")
-        length = int(length_text)
+        # int() refuses more than 4300 digits; any 19-digit length is over the limit anyway
+        length = int(length_text) if len(length_text) <= 18 else max_body_bytes + 1
         if length > max_body_bytes:
             raise too_large
         body = _read(stream, length) if length else b""
@@ -167,7 +168,8 @@ class ServingApp:
                 return self._metrics(environ, method, start_response, headers)
             match = _MODEL_ROUTE.fullmatch(path)
             if match is None:
-                raise HTTPError(404, f"Malformed request: {method} {path}")
+                shown = path if len(path) <= 200 else path[:200] + "..."  # answers stay small
+                raise HTTPError(404, f"Malformed request: {method[:20]} {shown}")
             name = match["name"]
             if name in self.manager.model_names:
                 labels[0] = name

@@ -18,8 +18,9 @@ that was still being copied is picked up once complete. Unlike TF Serving, the d
 ``latest`` policy then falls back to the highest version that *did* load instead of serving
 nothing.
 
-States follow TF Serving: START (seen on disk), LOADING, AVAILABLE, UNLOADING, END (unloaded,
-or failed with a non-OK error code).
+States are TF Serving's names. Three of them are ever seen here: LOADING, AVAILABLE and END
+(unloaded, or failed with a non-OK error code). START and UNLOADING take no time: a version
+is loaded as soon as it is found, and unloading is dropping one reference.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from minidl.serving.config import ModelConfig
 logger = logging.getLogger("minidl.serving")
 
 MODEL_FILE = "model.npz"
-START, LOADING, AVAILABLE, UNLOADING, END = "START", "LOADING", "AVAILABLE", "UNLOADING", "END"
+LOADING, AVAILABLE, END = "LOADING", "AVAILABLE", "END"
 # ended versions whose folder is gone are remembered for the status, up to this many per model
 MAX_ENDED_RECORDS = 32
 
@@ -67,7 +68,7 @@ class VersionRecord:
     """What the status endpoint reports for one version."""
 
     version: int
-    state: str = START
+    state: str
     error_code: str = "OK"
     error_message: str = ""
     file_signature: tuple[int, int] | None = None
@@ -139,6 +140,7 @@ class ModelManager:
         self._slots = {config.name: _ModelSlot(config) for config in configs}
         if len(self._slots) != len(configs):
             raise ValueError("ModelManager: a model name is configured twice")
+        self.model_names = frozenset(self._slots)
         self.poll_wait_seconds = float(file_system_poll_wait_seconds)
         self.loader = loader
         self._lock = threading.Lock()        # guards records; held only for short updates
@@ -149,10 +151,6 @@ class ModelManager:
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
-
-    @property
-    def model_names(self) -> list[str]:
-        return list(self._slots)
 
     def start(self) -> None:
         """Scan once now (so the first answer can already be served), then poll in the
@@ -242,6 +240,10 @@ class ModelManager:
         logger.info("minidl.serving: loading model %r version %d from %s", name, version, path)
         try:
             model = self.loader(path)
+            if getattr(model, "input_shape", None) is None:
+                # requests are validated against it: a model without one cannot be served
+                raise ValueError(f"{path}: the model has no input shape (saved before it was "
+                                 "built); build it with input_dim and save it again")
         except Exception as error:  # any loader failure is reported in the status, not raised
             message = str(error) or type(error).__name__
             logger.error("minidl.serving: model %r version %d failed to load: %s",
@@ -265,8 +267,6 @@ class ModelManager:
             # called once every wanted version is loaded: the rest can go
             unwanted = set(slot.served.models) - wanted
             if unwanted:
-                for version in unwanted:
-                    slot.records[version].state = UNLOADING
                 models = {v: m for v, m in slot.served.models.items() if v not in unwanted}
                 slot.served = Served(MappingProxyType(models), max(models) if models else None)
                 for version in unwanted:
@@ -317,7 +317,9 @@ class ModelManager:
 
     def status(self, name: str, version: int | None = None) -> list[dict[str, Any]]:
         """``model_version_status`` entries, highest version first."""
-        slot = self._slot(name)
+        slot = self._slots.get(name)
+        if slot is None:
+            raise ServableNotFound(f"Could not find any versions of model {name}")
         with self._lock:
             records = sorted(slot.records.values(), key=lambda r: r.version, reverse=True)
             entries = [r.as_status() for r in records if version is None or r.version == version]

@@ -115,12 +115,17 @@ def to_array(data: Any, where: str, *, may_hold_booleans: bool = True) -> np.nda
 
 
 def _shape_text(shape: Sequence[int]) -> str:
+    if len(shape) > 8:
+        return "[" + ", ".join(str(d) for d in shape[:6]) + f", ... ({len(shape)} dimensions)]"
     return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
 def _cast(array: np.ndarray, where: str, input_shape: tuple[int, ...],
           dtype: np.dtype) -> np.ndarray:
-    if array.ndim == 0 or array.shape[0] == 0:
+    if array.ndim == 0:
+        raise InvalidArgument(f"{where} is a single value, but the model expects a batch of "
+                              f"shape {_shape_text((-1, *input_shape))}")
+    if array.shape[0] == 0:
         raise InvalidArgument(f"{where} is empty: send at least one instance of shape "
                               f"{_shape_text(input_shape)}")
     if array.shape[1:] != tuple(input_shape):

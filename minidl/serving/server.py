@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import signal
 import socket
 import sys
@@ -35,6 +36,16 @@ MAX_REQUEST_LINE = 65536
 LINGER_SECONDS = 2.0        # after answering without reading a body, read and drop it this long
 LINGER_BYTES = 64 << 20
 _DRAIN_UNREAD_BYTES = 1 << 16  # an unread body up to this size is read and dropped: keep-alive
+_HEX = re.compile(rb"[0-9a-fA-F]{1,16}")
+
+
+def parse_content_length(text: str) -> int | None:
+    """A Content-Length value as an int, None if it is not plain ASCII digits. Absurdly long
+    values are capped (int() refuses over 4300 digits): they only need to be "too large"."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()):
+        return None
+    return int(text) if len(text) <= 18 else 10 ** 18
 
 
 class _BodyReader:
@@ -49,13 +60,11 @@ class _BodyReader:
 
     def _next_chunk(self) -> None:
         line = self._rfile.readline(1026)
-        size_text = line.split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise ValueError(f"invalid chunk size line {line[:40]!r}") from None
-        if size < 0:
-            raise ValueError("negative chunk size")
+        size_text = line.split(b";", 1)[0].strip()  # chunk extensions after ";" are ignored
+        # hex digits only: int(..., 16) alone would also take "0x1f", "-5" and "1_0"
+        if not _HEX.fullmatch(size_text) or not line.endswith(b"\n"):
+            raise ValueError(f"invalid chunk size line {line[:40]!r}")
+        size = int(size_text, 16)
         if size == 0:
             while self._rfile.readline(1026) not in (b"\r\n", b"\n", b""):
                 pass  # trailer fields: not used
@@ -80,7 +89,8 @@ class _BodyReader:
             self._remaining -= len(data)
             if self._remaining == 0:
                 if self._chunked:
-                    self._rfile.readline(3)  # the CRLF after each chunk
+                    if self._rfile.readline(3) not in (b"\r\n", b"\n"):
+                        raise ValueError("a chunk is not followed by CRLF")
                 else:
                     self.finished = True
         return b"".join(parts)
@@ -123,8 +133,8 @@ class WSGIRequestHandler(BaseHTTPRequestHandler):
         self.server.connection_opened(self)
         try:
             super().handle()
-        except (ConnectionError, TimeoutError):
-            pass  # the client went away or stayed silent: nothing to answer
+        except OSError:
+            pass  # the client went away, stayed silent, or was cut off by a drain
         finally:
             self.server.connection_closed(self)
 
@@ -170,11 +180,11 @@ class WSGIRequestHandler(BaseHTTPRequestHandler):
                                      "Content-Length, is supported")
                 return
             length = None
-        elif len(lengths) > 1 or (lengths and not lengths[0].strip().isdigit()):
+        elif len(lengths) > 1 or (lengths and parse_content_length(lengths[0]) is None):
             self.send_error(400, "Invalid Content-Length")
             return
         else:
-            length = int(lengths[0]) if lengths else 0
+            length = parse_content_length(lengths[0]) if lengths else 0
         expects_continue = (self.headers.get("Expect", "").lower() == "100-continue"
                             and self.request_version != "HTTP/1.0")
         continue_sent = [not expects_continue]
@@ -191,8 +201,8 @@ class WSGIRequestHandler(BaseHTTPRequestHandler):
 
         def start_response(status: str, headers: list[tuple[str, str]],
                            exc_info: Any = None) -> Callable[[bytes], None]:
-            if exc_info is not None and response:
-                raise exc_info[1].with_traceback(exc_info[2])
+            # nothing is sent before the app returns, so a second call (with exc_info, after
+            # an error) may always replace the first
             response["status"], response["headers"] = status, headers
             return lambda data: response.setdefault("written", []).append(data)
 
@@ -211,16 +221,20 @@ class WSGIRequestHandler(BaseHTTPRequestHandler):
         if "status" not in response:
             self.send_error(500, "The app returned no status")
             return
-        headers = [(k, v) for k, v in response["headers"] if k.lower() != "content-length"]
-        headers.append(("Content-Length", str(len(content))))
+        headers = response["headers"]
+        if self.command != "HEAD" or not any(k.lower() == "content-length" for k, _ in headers):
+            # the length of what is sent; a HEAD answer keeps the length the app announced
+            headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+            headers.append(("Content-Length", str(len(content))))
         if any(k.lower() == "connection" and v.lower() == "close" for k, v in headers):
             self.close_connection = True
         linger = False
         if not body.finished and (not continue_sent[0]
                                   or not body.drop_rest(_DRAIN_UNREAD_BYTES)):
-            # the body was not read (refused, or too large): it cannot be skipped reliably
+            # an unread body (refused, or too large to drop) leaves the connection unusable;
+            # a client still waiting for "100 Continue" sent none: nothing to linger for
             self.close_connection = True
-            linger = continue_sent[0] or not expects_continue
+            linger = continue_sent[0]
         if self.server.draining:
             self.close_connection = True
         self._write(response["status"], headers, b"" if self.command == "HEAD" else content)
@@ -250,7 +264,7 @@ class WSGIRequestHandler(BaseHTTPRequestHandler):
             "wsgi.run_once": False,
         }
         if length is not None:
-            environ["CONTENT_LENGTH"] = str(length)
+            environ["CONTENT_LENGTH"] = str(length)  # normalised: plain digits
         if "Content-Type" in self.headers:
             environ["CONTENT_TYPE"] = self.headers["Content-Type"]
         for name, value in self.headers.items():

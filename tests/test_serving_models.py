@@ -1,0 +1,245 @@
+"""The version manager: discovery, hot swap, failed versions, unloading, policies, labels.
+
+Most tests call ``manager.poll()`` themselves, so that nothing depends on thread timing;
+one test runs the background poller with a short period and bounded waits.
+"""
+
+import os
+import shutil
+import threading
+
+import numpy as np
+import pytest
+from test_serving_support import (
+    FakeModel,
+    save_version,
+    wait_until,
+    write_corrupt_version,
+)
+
+from minidl.serving.config import ModelConfig, VersionPolicy
+from minidl.serving.models import (
+    ModelManager,
+    ServableNotFound,
+    ServableUnavailable,
+    scan_versions,
+)
+
+X = np.arange(8, dtype=np.float32).reshape(2, 4) / 8
+
+
+def manager_for(base_path, *, policy=None, labels=None, **options):
+    config = ModelConfig("m", str(base_path), version_policy=policy or VersionPolicy(),
+                         version_labels=labels or {})
+    options.setdefault("file_system_poll_wait_seconds", 0)
+    return ModelManager([config], **options)
+
+
+def states(manager):
+    return {int(s["version"]): s["state"] for s in manager.status("m")}
+
+
+def test_only_integer_folders_are_versions(tmp_path):
+    save_version(tmp_path, 1)
+    for name in ("v2", "3.5", "-4", "tmp", "٣"):
+        os.makedirs(tmp_path / name)
+        shutil.copy(tmp_path / "1" / "model.npz", tmp_path / name / "model.npz")
+    (tmp_path / "7").write_text("a file, not a folder")
+    assert scan_versions(str(tmp_path)).keys() == {1}
+
+
+def test_highest_version_is_served_and_predicts_like_the_saved_model(tmp_path):
+    save_version(tmp_path, 1, seed=1)
+    model_2 = save_version(tmp_path, 2, seed=2)
+    manager = manager_for(tmp_path)
+    manager.start()
+    version, model = manager.resolve("m")
+    assert version == 2
+    np.testing.assert_array_equal(model.predict(X), model_2.predict(X))
+    assert states(manager) == {2: "AVAILABLE"}
+    assert manager.versions_loaded() == {"m": 1}
+
+
+def test_new_version_is_swapped_in_and_in_flight_holders_keep_the_old_model(tmp_path):
+    model_1 = save_version(tmp_path, 1, seed=1)
+    manager = manager_for(tmp_path)
+    manager.start()
+    _, held = manager.resolve("m")  # a request in flight holds this object
+    model_2 = save_version(tmp_path, 2, seed=2)
+    manager.poll()
+    version, served = manager.resolve("m")
+    assert version == 2 and served is not held
+    np.testing.assert_array_equal(served.predict(X), model_2.predict(X))
+    np.testing.assert_array_equal(held.predict(X), model_1.predict(X))
+    assert states(manager) == {2: "AVAILABLE", 1: "END"}
+    with pytest.raises(ServableNotFound, match=r"Specific\(m, 1\)"):
+        manager.resolve("m", 1)
+
+
+def test_corrupt_version_is_reported_and_never_replaces_the_good_one(tmp_path):
+    save_version(tmp_path, 1)
+    manager = manager_for(tmp_path)
+    manager.start()
+    write_corrupt_version(tmp_path, 2)
+    manager.poll()
+    assert manager.resolve("m")[0] == 1
+    failed = manager.status("m", 2)[0]
+    assert failed["state"] == "END"
+    assert failed["status"]["error_code"] == "INVALID_ARGUMENT"
+    assert failed["status"]["error_message"]  # the loader's message
+    manager.poll()  # an unchanged broken file is not retried: still reported, still version 1
+    assert manager.resolve("m")[0] == 1
+    assert manager.status("m", 2)[0]["status"]["error_code"] == "INVALID_ARGUMENT"
+
+
+def test_failed_version_is_retried_once_its_file_changes(tmp_path):
+    save_version(tmp_path, 1)
+    write_corrupt_version(tmp_path, 2)
+    manager = manager_for(tmp_path)
+    manager.start()
+    assert manager.resolve("m")[0] == 1
+    save_version(tmp_path, 2, seed=5)  # e.g. the copy that was in progress has finished
+    manager.poll()
+    assert manager.resolve("m")[0] == 2
+    assert manager.status("m", 2)[0]["status"] == {"error_code": "OK", "error_message": ""}
+
+
+def test_broken_highest_version_at_startup_falls_back_to_the_next(tmp_path):
+    save_version(tmp_path, 1)
+    write_corrupt_version(tmp_path, 3)
+    manager = manager_for(tmp_path)
+    manager.start()
+    assert manager.resolve("m")[0] == 1
+    assert states(manager) == {3: "END", 1: "AVAILABLE"}
+
+
+def test_loader_failure_of_another_kind_is_unknown(tmp_path):
+    save_version(tmp_path, 1)
+
+    def loader(path):
+        raise OSError("disk on fire")
+
+    manager = manager_for(tmp_path, loader=loader)
+    manager.start()
+    status = manager.status("m")[0]["status"]
+    assert status == {"error_code": "UNKNOWN", "error_message": "disk on fire"}
+    with pytest.raises(ServableUnavailable, match="no version available"):
+        manager.resolve("m")
+
+
+def test_removed_version_is_unloaded_and_the_next_one_is_served(tmp_path):
+    save_version(tmp_path, 1, seed=1)
+    save_version(tmp_path, 2, seed=2)
+    manager = manager_for(tmp_path)
+    manager.start()
+    shutil.rmtree(tmp_path / "2")
+    manager.poll()
+    assert manager.resolve("m")[0] == 1
+    assert states(manager) == {2: "END", 1: "AVAILABLE"}
+    shutil.rmtree(tmp_path / "1")
+    manager.poll()
+    with pytest.raises(ServableUnavailable):
+        manager.resolve("m")
+    assert manager.versions_loaded() == {"m": 0}
+
+
+def test_folder_without_model_file_is_waited_for(tmp_path):
+    save_version(tmp_path, 1)
+    os.makedirs(tmp_path / "2")
+    manager = manager_for(tmp_path)
+    manager.start()
+    assert manager.resolve("m")[0] == 1
+    assert states(manager) == {1: "AVAILABLE"}
+
+
+@pytest.mark.parametrize("policy, served", [
+    (VersionPolicy("latest", 2), {2, 3}),
+    (VersionPolicy("all"), {1, 2, 3}),
+    (VersionPolicy("specific", versions=frozenset({1, 3, 9})), {1, 3}),
+])
+def test_version_policies(tmp_path, policy, served):
+    for version in (1, 2, 3):
+        save_version(tmp_path, version, seed=version)
+    manager = manager_for(tmp_path, policy=policy)
+    manager.start()
+    assert {v for v, state in states(manager).items() if state == "AVAILABLE"} == served
+    assert manager.resolve("m")[0] == max(served)
+    for version in served:
+        assert manager.resolve("m", version)[0] == version
+
+
+def test_labels_name_versions(tmp_path):
+    manager = manager_for(tmp_path, labels={"stable": 1})
+    assert manager.label_version("m", "stable") == 1
+    with pytest.raises(ServableNotFound, match="Unrecognized servable version label: canary"):
+        manager.label_version("m", "canary")
+
+
+def test_unknown_model_and_empty_base_path(tmp_path):
+    manager = manager_for(tmp_path / "missing")
+    manager.start()
+    with pytest.raises(ServableNotFound, match=r"Servable not found for request: Latest\(x\)"):
+        manager.resolve("x")
+    with pytest.raises(ServableUnavailable):
+        manager.resolve("m")
+    with pytest.raises(ServableNotFound, match="Could not find any versions of model m"):
+        manager.status("m")
+    with pytest.raises(ServableNotFound, match="Could not find version 4 of model m"):
+        manager.status("m", 4)
+
+
+def test_background_poller_picks_up_versions_and_stops_on_close(tmp_path):
+    save_version(tmp_path, 1)
+    manager = manager_for(tmp_path, file_system_poll_wait_seconds=0.05)
+    manager.start()
+    try:
+        save_version(tmp_path, 2, seed=2)
+        wait_until(lambda: manager.resolve("m")[0] == 2, timeout=10)
+        write_corrupt_version(tmp_path, 3)
+        wait_until(lambda: manager.status("m")[0]["status"]["error_code"] != "OK", timeout=10)
+        assert manager.resolve("m")[0] == 2
+        shutil.rmtree(tmp_path / "2")
+        wait_until(lambda: manager.resolve("m")[0] == 1, timeout=10)
+    finally:
+        manager.close()
+    assert not any(t.name == "minidl-serving-poller" and t.is_alive()
+                   for t in threading.enumerate())
+
+
+def test_zero_poll_wait_scans_once_without_a_thread(tmp_path):
+    save_version(tmp_path, 1)
+    manager = manager_for(tmp_path, file_system_poll_wait_seconds=0)
+    manager.start()
+    save_version(tmp_path, 2)
+    manager.start()  # idempotent: no second scan
+    assert manager.resolve("m")[0] == 1
+    assert manager._thread is None
+
+
+def test_negative_poll_wait_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="file_system_poll_wait_seconds must be >= 0"):
+        manager_for(tmp_path, file_system_poll_wait_seconds=-1)
+
+
+def test_custom_loader_receives_the_model_file_path(tmp_path):
+    save_version(tmp_path, 4)
+    seen = []
+
+    def loader(path):
+        seen.append(path)
+        return FakeModel()
+
+    manager = manager_for(tmp_path, loader=loader)
+    manager.start()
+    assert seen == [os.path.join(str(tmp_path), "4", "model.npz")]
+
+
+def test_model_without_input_shape_is_refused_at_load(tmp_path):
+    save_version(tmp_path, 1)
+    unbuilt = FakeModel()
+    unbuilt.input_shape = None
+    manager = manager_for(tmp_path, loader=lambda path: unbuilt)
+    manager.start()
+    status = manager.status("m")[0]["status"]
+    assert status["error_code"] == "INVALID_ARGUMENT"
+    assert "has no input shape" in status["error_message"]

@@ -1,0 +1,223 @@
+"""The built-in server as a process (ready line, SIGTERM), graceful drain, the command line,
+and the same app under gunicorn with two workers."""
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import requests
+from test_serving_support import (
+    FakeModel,
+    free_port,
+    save_version,
+    wait_until,
+)
+
+from minidl.model import load_model
+from minidl.serving import ModelConfig, ModelManager, ServingApp, build_arg_parser, main
+from minidl.serving.server import make_server
+
+ROWS = [[0.1, -0.2, 0.3, 0.4], [1.0, 2.0, -3.0, 0.5]]
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def start_process(args, log_path):
+    """Start ``python args...``: stdout piped (for the ready line), stderr to ``log_path``."""
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    with open(log_path, "w") as log:
+        return subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=log,
+                                text=True, env=env, cwd=REPO)
+
+
+def read_ready_line(process, timeout=30.0):
+    """The first stdout line, read in a thread so that the wait is bounded."""
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: lines.put(process.stdout.readline()), daemon=True).start()
+    try:
+        return lines.get(timeout=timeout)
+    except queue.Empty:
+        process.kill()
+        raise AssertionError(f"no ready line within {timeout} s") from None
+
+
+def stop(process, signum=signal.SIGTERM, timeout=15.0):
+    """Signal the process, wait (bounded) and return its exit code; kill it if it hangs."""
+    try:
+        if process.poll() is None:
+            process.send_signal(signum)
+        try:
+            return process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+            raise
+    finally:
+        process.stdout.close()
+
+
+def test_module_server_prints_its_url_serves_and_exits_0_on_sigterm(tmp_path):
+    save_version(tmp_path, 1, seed=2)
+    oracle = load_model(str(tmp_path / "1" / "model.npz"))
+    log = tmp_path / "server.log"
+    process = start_process(["-m", "minidl.serving", "--model_name", "m", "--model_base_path",
+                             str(tmp_path), "--rest_api_port", "0"], log)
+    try:
+        line = read_ready_line(process)
+        assert line.startswith("minidl serving on http://127.0.0.1:")
+        url = line.split(" on ", 1)[1].strip()
+        answer = requests.post(url + "/v1/models/m:predict", timeout=10,
+                               json={"signature_name": "serving_default", "instances": ROWS})
+        np.testing.assert_array_equal(np.asarray(answer.json()["predictions"], np.float32),
+                                      oracle.predict(np.asarray(ROWS, np.float32)))
+    finally:
+        code = stop(process)
+    assert code == 0
+    assert "Traceback" not in log.read_text()
+
+
+def test_bad_configuration_exits_2_with_a_message(tmp_path, capsys):
+    assert main(["--model_config_file", str(tmp_path / "missing.config")]) == 2
+    assert "missing.config" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--rest_api_port", "80"])  # nothing to serve: argparse error
+
+
+def test_flags_are_tensorflow_model_servers():
+    parser = build_arg_parser()
+    defaults = parser.parse_args([])
+    assert (defaults.rest_api_port, defaults.rest_api_host) == (8501, "127.0.0.1")
+    assert (defaults.max_batch_size, defaults.batch_timeout_micros) == (64, 1000)
+    assert defaults.file_system_poll_wait_seconds == 1.0
+    assert defaults.max_body_bytes == 10 * 1024 * 1024
+    assert defaults.enable_batching is False
+    args = parser.parse_args(["--enable_batching=true", "--rest_api_enable_cors_support",
+                              "--num_batch_threads", "2", "--max_enqueued_batches", "7",
+                              "--rest_api_num_threads", "8", "--api_key_file", "k"])
+    assert args.enable_batching is True and args.rest_api_enable_cors_support is True
+    assert (args.num_batch_threads, args.max_enqueued_batches) == (2, 7)
+    assert parser.parse_args(["--enable_batching=false"]).enable_batching is False
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--max_batch_size", "0"])
+
+
+def test_drain_lets_the_request_in_progress_finish(tmp_path):
+    gate = threading.Event()
+    model = FakeModel(gate=gate)
+    (tmp_path / "1").mkdir()
+    (tmp_path / "1" / "model.npz").write_bytes(b"stand-in")
+    app = ServingApp(ModelManager([ModelConfig("m", str(tmp_path))],
+                                  file_system_poll_wait_seconds=0, loader=lambda path: model))
+    server = make_server(app, "127.0.0.1", 0)
+    loop = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    loop.start()
+    result: dict = {}
+    client = threading.Thread(target=lambda: result.setdefault("response", requests.post(
+        server.url + "/v1/models/m:predict", json={"instances": ROWS}, timeout=20)))
+    try:
+        client.start()
+        assert model.entered.wait(10)
+        server.shutdown()  # no new connections from here on
+        server.server_close()
+        threading.Timer(0.2, gate.set).start()
+        started = time.monotonic()
+        assert server.drain(10.0) is True
+        assert time.monotonic() - started < 5
+    finally:
+        gate.set()
+        client.join(20)
+        loop.join(5)
+        app.close()
+    assert result["response"].status_code == 200
+    assert result["response"].headers["Connection"] == "close"
+
+
+def test_drain_gives_up_after_the_grace_period(tmp_path):
+    gate = threading.Event()
+    model = FakeModel(gate=gate)
+    (tmp_path / "1").mkdir()
+    (tmp_path / "1" / "model.npz").write_bytes(b"stand-in")
+    app = ServingApp(ModelManager([ModelConfig("m", str(tmp_path))],
+                                  file_system_poll_wait_seconds=0, loader=lambda path: model))
+    server = make_server(app, "127.0.0.1", 0)
+    loop = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    loop.start()
+    outcome: dict = {}
+
+    def stuck_client():
+        try:
+            requests.post(server.url + "/v1/models/m:predict", json={"instances": ROWS},
+                          timeout=20)
+        except requests.ConnectionError as error:
+            outcome["error"] = error
+
+    client = threading.Thread(target=stuck_client)
+    try:
+        client.start()
+        assert model.entered.wait(10)
+        server.shutdown()
+        server.server_close()
+        started = time.monotonic()
+        assert server.drain(0.3) is False
+        assert time.monotonic() - started < 3
+    finally:
+        gate.set()
+        client.join(20)
+        loop.join(5)
+        app.close()
+    assert "error" in outcome  # its connection was cut at the end of the grace period
+
+
+def test_gunicorn_with_two_workers_serves_the_same_answers(tmp_path):
+    pytest.importorskip("gunicorn")
+    save_version(tmp_path, 1, seed=4)
+    oracle = load_model(str(tmp_path / "1" / "model.npz"))
+    port = free_port()
+    # batching on: its threads, like the poller's, must start in each worker after the fork
+    factory = (f'minidl.serving:create_app(model_name="m", model_base_path="{tmp_path}", '
+               "enable_batching=True, file_system_poll_wait_seconds=0.1)")
+    log = tmp_path / "gunicorn.log"
+    process = start_process(["-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}",
+                             "--graceful-timeout", "5", factory], log)
+    url = f"http://127.0.0.1:{port}"
+
+    def ready():
+        try:
+            return requests.get(url + "/v1/models/m", timeout=2).status_code == 200
+        except requests.ConnectionError:
+            assert process.poll() is None, log.read_text()
+            return False
+
+    try:
+        wait_until(ready, timeout=30, interval=0.1)
+        expected = oracle.predict(np.asarray(ROWS, np.float32))
+        for _ in range(10):
+            with requests.Session() as session:  # a new connection: any worker may take it
+                answer = session.post(url + "/v1/models/m:predict", json={"instances": ROWS},
+                                      timeout=10)
+                np.testing.assert_array_equal(
+                    np.asarray(answer.json()["predictions"], np.float32), expected)
+        # each worker polls and loads on its own: a new version reaches both
+        save_version(tmp_path, 2, seed=5)
+        newer = load_model(str(tmp_path / "2" / "model.npz")).predict(
+            np.asarray(ROWS, np.float32))
+
+        def all_on_version_2():
+            versions = set()
+            for _ in range(6):
+                status = requests.get(url + "/v1/models/m", timeout=5).json()
+                versions.add(status["model_version_status"][0]["version"])
+            return versions == {"2"}
+
+        wait_until(all_on_version_2, timeout=20, interval=0.2)
+        answer = requests.post(url + "/v1/models/m:predict", json={"instances": ROWS}, timeout=10)
+        np.testing.assert_array_equal(np.asarray(answer.json()["predictions"], np.float32), newer)
+        bad = requests.post(url + "/v1/models/m:predict", data=b"{", timeout=10)
+        assert bad.status_code == 400 and "JSON Parse error" in bad.json()["error"]
+    finally:
+        assert stop(process) == 0, log.read_text()
