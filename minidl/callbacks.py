@@ -203,8 +203,7 @@ class ModelCheckpoint(Callback):
     """Save the model (with optimizer state) at the end of every epoch, or only the best ones.
 
     ``path`` may contain ``{epoch}`` (numbered from 1, like Keras' file names) and any key of
-    the epoch's logs, e.g. ``"ckpt/epoch{epoch:03d}-{val_loss:.3f}.npz"``; its folder is
-    created when missing. The file also holds
+    the epoch's logs, e.g. ``"ckpt/epoch{epoch:03d}-{val_loss:.3f}.npz"``. The file also holds
     the epoch counter and the shuffling RNG state, so ``load_model(path)`` followed by
     ``fit(..., initial_epoch=k)`` continues exactly where this run was.
     """
@@ -233,9 +232,7 @@ class ModelCheckpoint(Callback):
             if not better:
                 return
             self.best = current
-        path = self.path.format(epoch=epoch + 1, **logs)
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        self.model.save(path)
+        self.model.save(self.path.format(epoch=epoch + 1, **logs))
 
 
 class ProgressBar(Callback):

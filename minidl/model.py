@@ -434,7 +434,8 @@ class Sequential:
                 "seed": self.seed, "dtype": self.dtype.name}
 
     def save(self, path: str | os.PathLike, include_optimizer: bool = True) -> None:
-        """Write the model to one ``.npz`` file (atomically; see ``docs/format.md``).
+        """Write the model to one ``.npz`` file (atomically; see ``docs/format.md``),
+        creating its folder if needed.
 
         The file holds the architecture, the weights, the compile arguments and, with
         ``include_optimizer``, the optimizer state, the epoch counter and the random
@@ -462,6 +463,7 @@ class Sequential:
             meta["optimizer"] = {"class_name": type(self.optimizer).__name__,
                                  "config": state["config"], "numbers": numbers}
             meta["training"] = {"epoch": self.epoch, "rng_states": self._rng_states()}
+        _make_parent_folder(path)
         io.save_npz(path, meta, arrays)
 
     def _serializable_metrics(self) -> list[str]:
@@ -510,6 +512,7 @@ class Sequential:
             raise ValueError("save_weights: the model is not built yet")
         meta = {"model": {"class_name": "Sequential", "config": self.get_config()},
                 "weights_only": True}
+        _make_parent_folder(path)
         io.save_npz(path, meta, self._weight_arrays())
 
     def load_weights(self, path: str | os.PathLike) -> None:
@@ -521,6 +524,11 @@ class Sequential:
         _check_weight_arrays(path, expected, arrays)
         for key, data in expected.items():
             data[...] = arrays[key]
+
+
+def _make_parent_folder(path: str | os.PathLike) -> None:
+    # a model path such as "models/digits/3/model.npz" names a new version folder
+    os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
 
 
 def _as_shape(input_dim: int | Sequence[int]) -> tuple[int, ...]:
