@@ -49,6 +49,16 @@ def monitor_mode(monitor: str, mode: str) -> str:
         f"cannot tell whether {monitor!r} should go up or down: pass mode='min' or mode='max'")
 
 
+def _monitored(owner: Callback, monitor: str, logs: Logs | None) -> float | None:
+    """The monitored value, or None with a warning that lists what the logs do have."""
+    logs = logs or {}
+    if monitor not in logs:
+        warnings.warn(f"{type(owner).__name__}: {monitor!r} is not in the logs; available: "
+                      f"{sorted(logs)}", RuntimeWarning, stacklevel=3)
+        return None
+    return logs[monitor]
+
+
 class Callback:
     """Base class: every hook does nothing, so a subclass overrides only what it needs."""
 
@@ -169,14 +179,8 @@ class EarlyStopping(Callback):
         self.best = math.inf if self.mode == "min" else -math.inf
 
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
-        logs = logs or {}
-        current = logs.get(self.monitor)
-        if current is None:
-            warnings.warn(
-                f"EarlyStopping: {self.monitor!r} is not in the logs; available: "
-                f"{sorted(logs)}", RuntimeWarning, stacklevel=2)
-            return
-        if epoch < self.start_from_epoch:
+        current = _monitored(self, self.monitor, logs)
+        if current is None or epoch < self.start_from_epoch:
             return
         if self.restore_best_weights and self.best_weights is None:
             # even an epoch that never improves leaves something to restore
@@ -222,11 +226,8 @@ class ModelCheckpoint(Callback):
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         logs = logs or {}
         if self.save_best_only:
-            current = logs.get(self.monitor)
+            current = _monitored(self, self.monitor, logs)
             if current is None:
-                warnings.warn(
-                    f"ModelCheckpoint: {self.monitor!r} is not in the logs; available: "
-                    f"{sorted(logs)}", RuntimeWarning, stacklevel=2)
                 return
             better = current < self.best if self.mode == "min" else current > self.best
             if not better:

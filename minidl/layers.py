@@ -21,6 +21,7 @@ from numpy.typing import DTypeLike
 
 from minidl import functional, regularizers
 from minidl.parameter import Parameter
+from minidl.registry import class_and_config, to_spec
 from minidl.regularizers import Regularizer
 
 # Keras divides the wanted std by the std of a unit normal truncated at ±2, so that the
@@ -664,7 +665,7 @@ LAYERS: dict[str, type[Layer]] = {
 
 def layer_to_config(layer: Layer) -> dict[str, Any]:
     """``{"class_name": ..., "config": ...}``: what ``layer_from_config`` rebuilds from."""
-    return {"class_name": type(layer).__name__, "config": layer.get_config()}
+    return to_spec(layer, LAYERS, "minidl.layers.LAYERS")
 
 
 def layer_from_config(spec: dict[str, Any]) -> Layer:
@@ -672,17 +673,5 @@ def layer_from_config(spec: dict[str, Any]) -> Layer:
 
     The class is looked up in ``LAYERS`` only; nothing is ever imported by name.
     """
-    if not isinstance(spec, dict):
-        raise ValueError(f"layer_from_config: spec must be a dict with keys 'class_name' and "
-                         f"'config', got {type(spec).__name__}")
-    missing = [key for key in ("class_name", "config") if key not in spec]
-    if missing:
-        raise ValueError(f"layer_from_config: spec is missing key(s) {missing}")
-    class_name, config = spec["class_name"], spec["config"]
-    if class_name not in LAYERS:
-        raise ValueError(f"layer_from_config: unknown layer class_name {class_name!r}; "
-                         f"known layers: {', '.join(LAYERS)}")
-    if not isinstance(config, dict):
-        raise ValueError(f"layer_from_config: config of {class_name} must be a dict, "
-                         f"got {type(config).__name__}")
-    return LAYERS[class_name].from_config(config)
+    cls, config = class_and_config(spec, LAYERS, "layer")
+    return cls.from_config(config)

@@ -24,6 +24,7 @@ from minidl.functional import (
     _check_cross_entropy_args,
     _check_pair,
 )
+from minidl.registry import class_and_config, to_spec
 
 
 class Loss:
@@ -281,11 +282,7 @@ def serialize(loss: Loss | None) -> dict[str, Any] | None:
         return None
     if not isinstance(loss, Loss):
         raise TypeError(f"serialize: expected a Loss or None, got {type(loss).__name__}")
-    class_name = type(loss).__name__
-    if LOSSES.get(class_name) is not type(loss):
-        raise ValueError(f"serialize: {class_name} is not in minidl.losses.LOSSES, so it "
-                         f"could not be loaded back; register it there first")
-    return {"class_name": class_name, "config": loss.get_config()}
+    return to_spec(loss, LOSSES, "minidl.losses.LOSSES")
 
 
 def deserialize(spec: dict[str, Any] | Loss | None) -> Loss | None:
@@ -293,16 +290,5 @@ def deserialize(spec: dict[str, Any] | Loss | None) -> Loss | None:
     ``{"class_name": name in LOSSES, "config": {...}}``."""
     if spec is None or isinstance(spec, Loss):
         return spec
-    if not isinstance(spec, dict):
-        raise TypeError(f"deserialize: spec must be None, a Loss or a "
-                        f"{{'class_name', 'config'}} dict, got {type(spec).__name__}")
-    if set(spec) != {"class_name", "config"}:
-        raise ValueError(f"deserialize: spec must have exactly the keys 'class_name' and "
-                         f"'config', got {sorted(spec)}")
-    class_name, config = spec["class_name"], spec["config"]
-    if class_name not in LOSSES:
-        raise ValueError(f"deserialize: unknown loss {class_name!r}; "
-                         f"known: {', '.join(LOSSES)}")
-    if not isinstance(config, dict):
-        raise TypeError(f"deserialize: config must be a dict, got {type(config).__name__}")
-    return LOSSES[class_name].from_config(config)
+    cls, config = class_and_config(spec, LOSSES, "loss")
+    return cls.from_config(config)

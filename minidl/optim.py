@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from minidl.parameter import Parameter
+from minidl.registry import class_and_config, to_spec
 
 __all__ = [
     "OPTIMIZERS", "SGD", "Adagrad", "Adam", "AdamW", "CosineDecay", "ExponentialDecay",
@@ -489,7 +490,7 @@ def get(name_or_optimizer: str | Optimizer, params: Iterable[Parameter]) -> Opti
 
 def serialize(optimizer: Optimizer) -> dict[str, Any]:
     """``{"class_name": ..., "config": ...}``: what :func:`deserialize` rebuilds it from."""
-    return {"class_name": type(optimizer).__name__, "config": optimizer.get_config()}
+    return to_spec(optimizer, OPTIMIZERS, "minidl.optim.OPTIMIZERS")
 
 
 def deserialize(spec: Mapping[str, Any], params: Iterable[Parameter]) -> Optimizer:
@@ -498,18 +499,11 @@ def deserialize(spec: Mapping[str, Any], params: Iterable[Parameter]) -> Optimiz
     Only classes in :data:`OPTIMIZERS` are built; config keys missing from ``spec`` take the
     constructor's defaults, unknown ones raise a ValueError.
     """
-    if not isinstance(spec, Mapping):
-        raise TypeError(f"optimizer spec must be a dict, got {type(spec).__name__}")
-    _check_keys("optimizer spec", spec, ("class_name", "config"))
-    class_name, config = spec["class_name"], spec["config"]
-    if class_name not in OPTIMIZERS:
-        raise ValueError(f"Unknown optimizer class {class_name!r}; "
-                         f"known: {', '.join(map(repr, OPTIMIZERS))}")
-    cls = OPTIMIZERS[class_name]
+    cls, config = class_and_config(spec, OPTIMIZERS, "optimizer")
     accepted = [name for name in inspect.signature(cls).parameters if name != "params"]
     for key in config:
         if key not in accepted:
-            raise ValueError(f"optimizer spec: {class_name} has no argument {key!r}; "
+            raise ValueError(f"deserialize: {cls.__name__} has no argument {key!r}; "
                              f"expected {', '.join(map(repr, accepted))}")
     return cls(params, **config)
 

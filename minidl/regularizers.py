@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from minidl.registry import class_and_config, to_spec
+
 
 def _check_factor(value: float, owner: str, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, Real):
@@ -139,11 +141,7 @@ def serialize(regularizer: Regularizer | None) -> dict[str, Any] | None:
     if not isinstance(regularizer, Regularizer):
         raise TypeError(f"serialize: expected a Regularizer or None, "
                         f"got {type(regularizer).__name__}")
-    class_name = type(regularizer).__name__
-    if REGULARIZERS.get(class_name) is not type(regularizer):
-        raise ValueError(f"serialize: {class_name} is not in minidl.regularizers.REGULARIZERS, "
-                         f"so it could not be loaded back; register it there first")
-    return {"class_name": class_name, "config": regularizer.get_config()}
+    return to_spec(regularizer, REGULARIZERS, "minidl.regularizers.REGULARIZERS")
 
 
 def deserialize(spec: dict[str, Any] | Regularizer | None) -> Regularizer | None:
@@ -151,16 +149,5 @@ def deserialize(spec: dict[str, Any] | Regularizer | None) -> Regularizer | None
     ``{"class_name": name in REGULARIZERS, "config": {...}}``."""
     if spec is None or isinstance(spec, Regularizer):
         return spec
-    if not isinstance(spec, dict):
-        raise TypeError(f"deserialize: spec must be None, a Regularizer or a "
-                        f"{{'class_name', 'config'}} dict, got {type(spec).__name__}")
-    if set(spec) != {"class_name", "config"}:
-        raise ValueError(f"deserialize: spec must have exactly the keys 'class_name' and "
-                         f"'config', got {sorted(spec)}")
-    class_name, config = spec["class_name"], spec["config"]
-    if class_name not in REGULARIZERS:
-        raise ValueError(f"deserialize: unknown regularizer {class_name!r}; "
-                         f"known: {', '.join(REGULARIZERS)}")
-    if not isinstance(config, dict):
-        raise TypeError(f"deserialize: config must be a dict, got {type(config).__name__}")
-    return REGULARIZERS[class_name].from_config(config)
+    cls, config = class_and_config(spec, REGULARIZERS, "regularizer")
+    return cls.from_config(config)

@@ -1,0 +1,40 @@
+"""Objects as data: ``{"class_name": ..., "config": {...}}`` and back, through a registry.
+
+Layers, losses, penalties and optimizers are stored in model files as a class name plus the
+constructor's arguments. Reading them back looks the name up in the module's own registry
+(a dict from class name to class) and never imports anything by name, so a model file can
+only ever build the classes minidl lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def to_spec(obj: Any, registry: Mapping[str, type], registry_name: str) -> dict[str, Any]:
+    """``{"class_name": ..., "config": obj.get_config()}``, for a class in ``registry``."""
+    class_name = type(obj).__name__
+    if registry.get(class_name) is not type(obj):
+        raise ValueError(f"serialize: {class_name} is not in {registry_name}, so it could not "
+                         f"be loaded back; register it there first")
+    return {"class_name": class_name, "config": obj.get_config()}
+
+
+def class_and_config(spec: Any, registry: Mapping[str, type],
+                     kind: str) -> tuple[type, dict[str, Any]]:
+    """The registered class that ``spec`` names and its config, after checking the shape."""
+    if not isinstance(spec, Mapping):
+        raise TypeError(f"deserialize: a {kind} spec must be a {{'class_name', 'config'}} "
+                        f"dict, got {type(spec).__name__}")
+    if set(spec) != {"class_name", "config"}:
+        raise ValueError(f"deserialize: a {kind} spec must have exactly the keys 'class_name' "
+                         f"and 'config', got {sorted(spec)}")
+    class_name, config = spec["class_name"], spec["config"]
+    if not isinstance(class_name, str) or class_name not in registry:
+        raise ValueError(f"deserialize: unknown {kind} {class_name!r}; "
+                         f"known: {', '.join(registry)}")
+    if not isinstance(config, Mapping):
+        raise TypeError(f"deserialize: the config of {class_name} must be a dict, "
+                        f"got {type(config).__name__}")
+    return registry[class_name], dict(config)
