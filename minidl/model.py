@@ -110,6 +110,8 @@ class Sequential:
                                  f"{error}") from error
         self.input_shape = tuple(int(n) for n in input_shape)
         self.output_shape = shape
+        self._first_trainable = next(
+            (i for i, layer in enumerate(self.layers) if layer.parameters()), len(self.layers))
         if self._optimizer_spec is not None:
             self.optimizer = optim_module.get(self._optimizer_spec, self.parameters())
 
@@ -249,26 +251,30 @@ class Sequential:
                              f"expects {self.input_shape}")
         return np.asarray(x, dtype=self.dtype)
 
-    def _forward(self, x: np.ndarray, training: bool, logits: bool) -> np.ndarray:
-        """The model's output; with ``logits=True`` in the fused case, stop before the output
-        activation."""
+    def _forward(self, x: np.ndarray, training: bool, fused: bool = False) -> np.ndarray:
+        """The model's output; with ``fused``, the logits before the output activation."""
         last = self.layers[-1]
         for layer in self.layers[:-1]:
             x = layer.forward(x, training=training)
-        if logits and self.fused_output:
+        if fused:
             return last.linear_forward(x, training=training) if isinstance(last, Dense) else x
         return last.forward(x, training=training)
 
-    def _backward(self, grad: np.ndarray) -> None:
-        last = self.layers[-1]
-        if self.fused_output:
-            # grad is already ∂loss/∂logits: skip the activation, never form its Jacobian
-            if isinstance(last, Dense):
-                grad = last.linear_backward(grad)
-        else:
-            grad = last.backward(grad)
-        for layer in reversed(self.layers[:-1]):
-            grad = layer.backward(grad)
+    def _backward(self, grad: np.ndarray, fused: bool) -> None:
+        """Backpropagate ∂loss/∂output (∂loss/∂logits when ``fused``) into every ``p.grad``."""
+        # Below the first layer with parameters nobody needs a gradient: the loop stops there,
+        # and that layer skips its input gradient (the data's), a third of its backward work.
+        first = self._first_trainable
+        for index in range(len(self.layers) - 1, first - 1, -1):
+            layer, input_grad = self.layers[index], index > first
+            if fused and index == len(self.layers) - 1:
+                # grad is already ∂loss/∂logits: skip the activation, never form its Jacobian
+                if isinstance(layer, Dense):
+                    grad = layer.linear_backward(grad, input_grad=input_grad)
+            elif isinstance(layer, Dense):
+                grad = layer.backward(grad, input_grad=input_grad)
+            else:
+                grad = layer.backward(grad)
 
     def _penalty(self, add_gradients: bool) -> float:
         """Σ of the parameters' L1/L2 penalties; their gradients go into ``p.grad`` if asked."""
@@ -357,8 +363,13 @@ class Sequential:
 
     def _train_epoch(self, x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool,
                      epoch: int, epochs: int, callback_list: list[Callback]) -> dict[str, float]:
-        optimizer, loss_fn = self.optimizer, self._training_loss()
+        optimizer, loss_fn, fused = self.optimizer, self._training_loss(), self.fused_output
         has_penalties = any(p.regularizer is not None for p in self.parameters())
+        # calling every callback's do-nothing hook each batch would cost a small model several
+        # percent: only the callbacks that have an on_batch_end of their own are called
+        inherited = Callback.on_batch_end
+        batch_callbacks = [c for c in callback_list
+                           if getattr(c.on_batch_end, "__func__", None) is not inherited]
         loss_sum, outputs, targets = 0.0, [], []
         rng = self.shuffle_rng if shuffle else None
         for batch, (x_batch, y_batch) in enumerate(
@@ -366,9 +377,9 @@ class Sequential:
             # an overflow shows up as a non-finite loss, reported just below with the epoch
             # and batch: numpy's own warnings would only repeat it with less to go on
             with np.errstate(over="ignore", invalid="ignore"):
-                output = self._forward(x_batch, training=True, logits=True)
+                output = self._forward(x_batch, training=True, fused=fused)
                 loss = loss_fn(output, y_batch)
-                self._backward(loss_fn.backward())
+                self._backward(loss_fn.backward(), fused)
                 if has_penalties:
                     loss += self._penalty(add_gradients=True)
             if not math.isfinite(loss):
@@ -381,7 +392,7 @@ class Sequential:
             if self.metrics:
                 outputs.append(output)
                 targets.append(y_batch)
-            for callback in callback_list:
+            for callback in batch_callbacks:
                 callback.on_batch_end(batch, {"loss": loss, "size": len(x_batch)})
         logs = {"loss": loss_sum / len(x)}
         if self.metrics:
@@ -402,10 +413,10 @@ class Sequential:
         y = self._check_y("evaluate", y, len(x))
         if len(x) == 0:
             raise ValueError("evaluate: x is empty")
-        loss_fn = self._training_loss()
+        loss_fn, fused = self._training_loss(), self.fused_output
         loss_sum, outputs = 0.0, []
         for x_batch, y_batch in batches(x, y, batch_size=batch_size):
-            output = self._forward(x_batch, training=False, logits=True)
+            output = self._forward(x_batch, training=False, fused=fused)
             loss_sum += loss_fn(output, y_batch) * len(x_batch)
             outputs.append(output)
         scores = {"loss": loss_sum / len(x) + self._penalty(add_gradients=False)}
@@ -421,8 +432,8 @@ class Sequential:
         """
         x = self._check_x("predict", x)
         if batch_size is None or batch_size >= len(x):
-            return self._forward(x, training=False, logits=False)
-        return np.concatenate([self._forward(x_batch, training=False, logits=False)
+            return self._forward(x, training=False)
+        return np.concatenate([self._forward(x_batch, training=False)
                                for x_batch, _ in batches(x, batch_size=batch_size)])
 
     # ------------------------------------------------------------------ persistence

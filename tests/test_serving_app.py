@@ -394,6 +394,9 @@ def test_chunked_body_within_the_limit_is_served(small_body_url):
     b"2\r\n{}XX\r\n0\r\n\r\n",
     b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n",
     b"NONSENSE\r\n\r\n",
+    b"GET /v1/models/m HTTP/1.1\r\nA header line without a colon\r\n\r\n",
+    b"GET /v1/models/m HTTP/1.1\r\nX-Name : space before the colon\r\n\r\n",
+    b"GET /v1/models/m HTTP/1.1\r\n folded line with nothing to continue\r\n\r\n",
 ])
 def test_malformed_http_gets_a_json_4xx(small_body_url, head):
     answer = raw_exchange(small_body_url, head)
@@ -486,6 +489,22 @@ def test_keep_alive_serves_several_requests_on_one_connection(url):
                               if line.lower().startswith(b"content-length")))
             assert len(body) == length
             assert b"Connection: close" not in head
+
+
+def test_folded_header_line_continues_the_previous_field(url):
+    answer = raw_exchange(url, b"GET /v1/models/m HTTP/1.1\r\nX-Note: first\r\n  second\r\n"
+                               b"Connection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 ")
+
+
+def test_idle_and_stalled_connections_are_closed_after_keep_alive_timeout(model_path):
+    app = create_app("m", str(model_path), file_system_poll_wait_seconds=0)
+    with running_server(app, keep_alive_timeout=0.3) as base:
+        for stalled in (b"", b"GET /v1/models/m HTT", b"GET /v1/models/m HTTP/1.1\r\nHost: x"):
+            # closed without an answer: a request cut short is never answered as if whole
+            assert raw_exchange(base, stalled) == b""
+        answer = raw_exchange(base, b"GET /v1/models/m HTTP/1.1\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 200 ")  # kept alive, then closed when idle
 
 
 def test_http_1_0_client_is_answered_and_closed(url):

@@ -73,6 +73,27 @@ def test_concurrent_requests_share_batches_and_get_exactly_their_rows():
     assert all(size <= 64 for size in sizes)
 
 
+def test_a_batch_waits_for_requests_on_their_way_and_no_longer():
+    model = FakeModel()
+    on_their_way = [1]
+    sizes = []
+    batcher = Batcher(double, max_batch_size=64, batch_timeout_micros=30_000_000,
+                      on_batch=lambda key, rows: sizes.append(rows),
+                      arriving=lambda: on_their_way[0])
+    first = threading.Thread(target=batcher.predict, args=(model, np.ones((1, 4), np.float32)))
+    try:
+        first.start()
+        wait_until(lambda: batcher._queued_rows == 1)
+        assert sizes == []  # one more request is on its way: the batch waits for it
+        on_their_way[0] = 0
+        batcher.predict(model, np.ones((2, 4), np.float32))  # arrives; nothing else will
+        first.join(10)
+    finally:
+        batcher.close()
+    # one batch with both, long before the 30 s timeout
+    assert not first.is_alive() and sizes == [3]
+
+
 def test_batches_never_exceed_max_batch_size_and_big_requests_are_split():
     model = FakeModel()
     batcher = Batcher(double, max_batch_size=8, batch_timeout_micros=20_000)
@@ -160,6 +181,16 @@ def test_full_queue_refuses_at_once_and_close_fails_waiting_requests():
 def test_batcher_options_must_be_positive_integers(option):
     with pytest.raises(ValueError, match=f"{option} must be an integer >= 1"):
         Batcher(double, **{option: 0})
+
+
+def test_a_lone_batched_request_does_not_wait_for_the_timeout(tmp_path):
+    save_version(tmp_path, 1, seed=7)
+    app = create_app("m", str(tmp_path), enable_batching=True,
+                     batch_timeout_micros=30_000_000, file_system_poll_wait_seconds=0)
+    with running_server(app) as url:
+        answer = requests.post(url + "/v1/models/m:predict", json={"instances": [[1, 2, 3, 4]]},
+                               timeout=10)  # the 30 s batch timeout would fail this
+    assert answer.status_code == 200
 
 
 def test_batched_http_answers_match_the_model_and_batches_form(tmp_path):

@@ -51,6 +51,8 @@ _PREFLIGHT_HEADERS = [("Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS
                       ("Access-Control-Allow-Headers", "Content-Type, Authorization, X-API-Key"),
                       ("Access-Control-Max-Age", "600")]
 _MAX_VERSION_DIGITS = 18  # TF Serving's versions are int64
+# json.dumps(answer, allow_nan=False) without building an encoder per answer
+_ENCODER = json.JSONEncoder(allow_nan=False)
 
 
 class HTTPError(Exception):
@@ -136,7 +138,12 @@ class ServingApp:
         self.max_body_bytes = max_body_bytes
         self.enable_cors = enable_cors
         self.max_enqueued_requests = max_enqueued_requests
-        self._in_flight = threading.BoundedSemaphore(max_enqueued_requests)
+        self.predicts_in_progress = 0
+        # predicts reading or parsing their body: the batcher waits for them (Batcher.arriving)
+        self.predicts_arriving = 0
+        self._count_lock = threading.Lock()
+        if batcher is not None:
+            batcher.arriving = lambda: self.predicts_arriving
 
     def close(self) -> None:
         """Stop the batch threads and the version manager."""
@@ -217,7 +224,7 @@ class ServingApp:
         elif isinstance(answer, bytes):
             body = answer
         else:
-            body = json.dumps(answer, allow_nan=False).encode("utf-8")
+            body = _ENCODER.encode(answer).encode("utf-8")
         headers = [("Content-Type", content_type), ("Content-Length", str(len(body))),
                    *headers]
         start_response(_status_line(code), headers)
@@ -284,17 +291,26 @@ class ServingApp:
             raise payload.InvalidArgument(
                 f"{verb} is not supported for this model type: minidl models answer :predict "
                 "only (a classifier's scores are the predictions)")
-        if not self._in_flight.acquire(blocking=False):
-            raise HTTPError(429, f"Too many predict requests in progress (limit "
-                                 f"{self.max_enqueued_requests}); retry later",
-                            [("Retry-After", "1")])
+        with self._count_lock:
+            if self.predicts_in_progress >= self.max_enqueued_requests:
+                raise HTTPError(429, f"Too many predict requests in progress (limit "
+                                     f"{self.max_enqueued_requests}); retry later",
+                                [("Retry-After", "1")])
+            self.predicts_in_progress += 1
+            self.predicts_arriving += 1
+        arriving = True
         try:
             body = read_body(environ, self.max_body_bytes)
             request = payload.parse_predict_request(body, model.input_shape, model.dtype)
+            with self._count_lock:
+                self.predicts_arriving -= 1
+            arriving = False
             outputs = self._run_predict(model, name, request.x)
             return 200, payload.predict_response(outputs, request.columnar)
         finally:
-            self._in_flight.release()
+            with self._count_lock:
+                self.predicts_in_progress -= 1
+                self.predicts_arriving -= arriving
 
     def _run_predict(self, model: Any, name: str, x: np.ndarray) -> np.ndarray:
         try:

@@ -7,6 +7,11 @@ arrived; then it runs one predict on the stacked rows and hands each request exa
 back. A request with more rows than ``max_batch_size`` is cut into pieces that are batched
 like separate requests and put back together in order.
 
+The server may also say how many predict requests are on their way (``arriving``: their body
+is being read or parsed). When none is, the batch runs at once instead of waiting out the
+timeout for requests nobody has sent: a lone request costs no timeout, and under load a batch
+holds what arrived while the previous one ran.
+
 The queue is bounded: more than ``max_enqueued_batches * max_batch_size`` waiting rows and a
 new request is refused at once (``BatchQueueFull``, HTTP 429) instead of growing memory.
 A failing predict fails only the requests of that batch, with the error it raised.
@@ -50,13 +55,15 @@ class Batcher:
     """Gathers rows of concurrent requests into batches run by ``num_batch_threads`` threads.
 
     ``predict_fn(model, x) -> y`` runs one batch; ``on_batch(key, rows)`` is told the size of
-    every batch (for the batch-size histogram); ``key`` names the model in it.
+    every batch (for the batch-size histogram); ``key`` names the model in it. ``arriving()``
+    counts the requests on their way to ``predict`` (None: unknown, always wait the timeout).
     """
 
     def __init__(self, predict_fn: Callable[[Any, np.ndarray], np.ndarray], *,
                  max_batch_size: int = 64, batch_timeout_micros: int = 1000,
                  num_batch_threads: int = 1, max_enqueued_batches: int = 100,
-                 on_batch: Callable[[str, int], None] | None = None) -> None:
+                 on_batch: Callable[[str, int], None] | None = None,
+                 arriving: Callable[[], int] | None = None) -> None:
         for name, value, low in (("max_batch_size", max_batch_size, 1),
                                  ("batch_timeout_micros", batch_timeout_micros, 0),
                                  ("num_batch_threads", num_batch_threads, 1),
@@ -69,6 +76,7 @@ class Batcher:
         self.num_batch_threads = num_batch_threads
         self.max_enqueued_rows = max_enqueued_batches * max_batch_size
         self.on_batch = on_batch
+        self.arriving = arriving
         self._cond = threading.Condition()
         self._queue: deque[_Task] = deque()
         self._queued_rows = 0
@@ -124,9 +132,14 @@ class Batcher:
                 raise BatchQueueFull(
                     f"the batch queue is full ({self._queued_rows} rows waiting, limit "
                     f"{self.max_enqueued_rows}); retry later")
+            was_empty = not self._queue
             self._queue.extend(tasks)
             self._queued_rows += len(x)
-            self._cond.notify_all()
+            # wake the batch threads only when that changes what they do: each wake-up is a
+            # thread switch, which costs more than a small predict
+            if (was_empty or self._queued_rows >= self.max_batch_size
+                    or (self.arriving is not None and self.arriving() <= 0)):
+                self._cond.notify_all()
         for task in tasks:
             task.done.wait()
         for task in tasks:
@@ -159,7 +172,8 @@ class Batcher:
                 head = self._queue[0]
                 same_model_rows = sum(t.rows for t in self._queue if t.model is head.model)
                 remaining = head.enqueued_at + self.batch_timeout - time.monotonic()
-                if same_model_rows >= self.max_batch_size or remaining <= 0:
+                if (same_model_rows >= self.max_batch_size or remaining <= 0
+                        or (self.arriving is not None and self.arriving() <= 0)):
                     break
                 self._cond.wait(remaining)
             batch: list[_Task] = []

@@ -13,6 +13,7 @@ every worker answers for itself, like ``prometheus_client`` without its multipro
 
 from __future__ import annotations
 
+import bisect
 import math
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -97,14 +98,14 @@ class Histogram:
     def observe(self, value: float, *labelvalues: str) -> None:
         if len(labelvalues) != len(self.labelnames):
             raise ValueError(f"{self.name}: expected labels {self.labelnames}, got {labelvalues}")
-        index = len(self.buckets)
-        for i, bound in enumerate(self.buckets):
-            if value <= bound:
-                index = i
-                break
+        # the first bucket whose bound is >= value, found by bisection (in C); NaN is above
+        # every bound, as Prometheus' clients count it
+        index = bisect.bisect_left(self.buckets, value) if value == value else len(self.buckets)
         with self._lock:
-            counts, total = self._series.setdefault(
-                labelvalues, ([0] * (len(self.buckets) + 1), [0.0]))
+            series = self._series.get(labelvalues)
+            if series is None:
+                series = self._series[labelvalues] = ([0] * (len(self.buckets) + 1), [0.0])
+            counts, total = series
             counts[index] += 1
             total[0] += value
 

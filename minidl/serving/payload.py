@@ -51,6 +51,10 @@ def _reject_constant(name: str) -> float:
     raise InvalidArgument(f"JSON Parse error: {name} is not allowed: inputs must be finite numbers")
 
 
+# NaN, Infinity and -Infinity are refused while parsing, as TF Serving does
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _json_type(value: Any) -> str:
     if isinstance(value, bool):
         return f"a boolean ({json.dumps(value)})"
@@ -134,13 +138,14 @@ def _cast(array: np.ndarray, where: str, input_shape: tuple[int, ...],
             f"{_shape_text((-1, *input_shape))} (a batch of inputs of shape "
             f"{_shape_text(input_shape)}): each instance has shape "
             f"{_shape_text(array.shape[1:])}")
-    if not np.isfinite(array).all():
-        raise InvalidArgument(f"{where} contains a value too large to be finite; "
-                              "inputs must be finite numbers")
-    # a float64 beyond float32's range becomes inf in the cast: caught just below
+    # a float64 beyond float32's range becomes inf in the cast, so one check after the cast
+    # finds both kinds of bad value; which one it was is only worked out for the error
     with np.errstate(over="ignore"):
         converted = array.astype(dtype, copy=False)
     if not np.isfinite(converted).all():
+        if not np.isfinite(array).all():
+            raise InvalidArgument(f"{where} contains a value too large to be finite; "
+                                  "inputs must be finite numbers")
         raise InvalidArgument(f"{where} contains a value outside the range of {dtype.name} "
                               f"(largest magnitude {np.finfo(dtype).max:.4g})")
     return converted
@@ -161,7 +166,8 @@ def parse_predict_request(body: bytes, input_shape: tuple[int, ...],
         raise InvalidArgument("JSON Parse error: the request body is empty; send "
                               '{"instances": [...]} or {"inputs": ...}')
     try:
-        request = json.loads(body, parse_constant=_reject_constant)
+        # what json.loads does with bytes, with one decoder made once instead of per call
+        request = _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
     except InvalidArgument:
         raise
     except RecursionError:
