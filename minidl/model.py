@@ -112,8 +112,27 @@ class Sequential:
         self.output_shape = shape
         self._first_trainable = next(
             (i for i, layer in enumerate(self.layers) if layer.parameters()), len(self.layers))
+        self._store_end_to_end()
         if self._optimizer_spec is not None:
             self.optimizer = optim_module.get(self._optimizer_spec, self.parameters())
+
+    def _store_end_to_end(self) -> None:
+        """Move every parameter, and every gradient, into one buffer each, end to end.
+
+        Each ``p.data`` and ``p.grad`` becomes a view of its piece, so layers work as before,
+        while an optimizer sees one array to update (see ``minidl.optim.Optimizer``).
+        """
+        params = self.parameters()
+        if not params:
+            return
+        data = np.concatenate([p.data.ravel() for p in params])
+        grad = np.zeros_like(data)
+        start = 0
+        for param in params:
+            stop = start + param.data.size
+            param.data = data[start:stop].reshape(param.shape)
+            param.grad = grad[start:stop].reshape(param.shape)
+            start = stop
 
     def parameters(self) -> list[Parameter]:
         """Every trainable parameter, layer by layer, each layer's kernel before its bias."""

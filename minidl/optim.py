@@ -15,7 +15,7 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import partial
 from typing import Any
 
@@ -62,12 +62,41 @@ def _betas(betas: object) -> tuple[float, float]:
     return float(betas[0]), float(betas[1])
 
 
+def _end_to_end(params: list[Parameter]) -> Parameter | None:
+    """One Parameter spanning ``params`` if their data, and their gradients, are consecutive
+    pieces of one 1-D buffer each, in order; None otherwise."""
+    spans = []
+    for arrays in ([p.data for p in params], [p.grad for p in params]):
+        buffer = arrays[0].base
+        if (buffer is None or buffer.ndim != 1 or not buffer.flags.c_contiguous
+                or sum(a.size for a in arrays) != buffer.size):
+            return None
+        address = buffer.__array_interface__["data"][0]
+        for array in arrays:
+            if (array.base is not buffer or array.dtype != buffer.dtype
+                    or not array.flags.c_contiguous
+                    or array.__array_interface__["data"][0] != address):
+                return None
+            address += array.nbytes
+        spans.append(buffer)
+    flat = Parameter(spans[0], name="all parameters")
+    flat.grad = spans[1]
+    return flat
+
+
 class Optimizer:
     """Base class: the parameters, their hyper-parameters and their per-parameter state.
 
     Subclasses pass their validated hyper-parameters to ``__init__`` (they become attributes
-    and the content of :meth:`get_config`), implement :meth:`step`, and describe the state
-    of one parameter in :meth:`_init_state` (which :meth:`load_state_dict` checks against).
+    and the content of :meth:`get_config`), implement :meth:`step` over
+    :meth:`_param_states`, and describe the state of one parameter in :meth:`_init_state`
+    (which :meth:`load_state_dict` checks against).
+
+    Every rule here works element by element. So when the parameters lie end to end in one
+    buffer (``Sequential`` stores its parameters and gradients that way) the optimizer
+    updates that whole buffer at once: the same arithmetic for every element, in a handful of
+    NumPy calls instead of a handful per parameter, which is most of a small model's step.
+    ``state`` still shows one dict per parameter (views into the shared state).
     """
 
     def __init__(self, params: Iterable[Parameter], **hyperparameters: Any) -> None:
@@ -86,6 +115,44 @@ class Optimizer:
             setattr(self, name, value)
         # One dict per parameter, in params order; {} until the parameter's first step.
         self.state: list[State] = [{} for _ in self.params]
+        self._flat = _end_to_end(self.params)
+        self._flat_state: State = {}
+
+    def _param_states(self) -> Iterator[tuple[Parameter, State]]:
+        """The (parameter, state) pairs that a step updates: each parameter with its state,
+        or, for parameters stored end to end, one parameter spanning them all."""
+        if self._flat is None:
+            yield from zip(self.params, self.state, strict=True)
+            return
+        yield self._flat, self._flat_state
+        self._share_flat_state(refresh_views=False)
+
+    def _share_flat_state(self, refresh_views: bool) -> None:
+        """Show the shared state in each parameter's dict: views of its slice of each array."""
+        start = 0
+        for param, state in zip(self.params, self.state, strict=True):
+            stop = start + param.data.size
+            for key, value in self._flat_state.items():
+                if not isinstance(value, np.ndarray):
+                    state[key] = value
+                elif refresh_views or key not in state:
+                    state[key] = value[start:stop].reshape(param.shape)
+            start = stop
+
+    def _gather_flat_state(self) -> None:
+        """After loading per-parameter states: the shared state they make, if they agree."""
+        if self._flat is None:
+            return
+        first = self.state[0]
+        numbers = {k: v for k, v in first.items() if not isinstance(v, np.ndarray)}
+        if any(set(state) != set(first) or any(state[k] != v for k, v in numbers.items())
+               for state in self.state):
+            self._flat = None  # states that differ (possible in a hand-made file): one by one
+            return
+        self._flat_state = {key: value if key in numbers
+                            else np.concatenate([state[key].ravel() for state in self.state])
+                            for key, value in first.items()}
+        self._share_flat_state(refresh_views=True)
 
     @property
     def lr(self) -> float:
@@ -159,6 +226,7 @@ class Optimizer:
         for name in self._hyperparameter_names:
             setattr(self, name, getattr(loaded, name))
         self.state = new_state
+        self._gather_flat_state()
 
     def _checked_state(self, index: int, param: Parameter, param_state: object) -> State:
         where = f"load_state_dict: state[{index}]"
@@ -242,7 +310,7 @@ class SGD(Optimizer):
 
     def step(self) -> None:
         lr, momentum, dampening = self.lr, self.momentum, self.dampening
-        for param, state in zip(self.params, self.state, strict=True):
+        for param, state in self._param_states():
             grad = -param.grad if self.maximize else param.grad
             if self.weight_decay != 0:
                 grad = grad + self.weight_decay * param.data
@@ -286,7 +354,7 @@ class Adagrad(Optimizer):
         return {"step": 0, "sum": np.full_like(param.data, self.initial_accumulator_value)}
 
     def step(self) -> None:
-        for param, state in zip(self.params, self.state, strict=True):
+        for param, state in self._param_states():
             if not state:
                 state.update(self._init_state(param))
             state["step"] += 1
@@ -337,7 +405,7 @@ class Adam(Optimizer):
     def step(self) -> None:
         lr, weight_decay = self.lr, self.weight_decay
         beta1, beta2 = self.betas
-        for param, state in zip(self.params, self.state, strict=True):
+        for param, state in self._param_states():
             if not state:
                 state.update(self._init_state(param))
             state["step"] += 1
@@ -424,7 +492,7 @@ class RMSprop(Optimizer):
 
     def step(self) -> None:
         lr, alpha = self.lr, self.alpha
-        for param, state in zip(self.params, self.state, strict=True):
+        for param, state in self._param_states():
             if not state:
                 state.update(self._init_state(param))
             state["step"] += 1

@@ -759,3 +759,69 @@ def test_schedules_agree_with_torch_lr_schedulers():
                                                          rel=1e-12, abs=1e-15), epoch
             torch_optimizer.step()
             scheduler.step()
+
+
+# ---------------------------------------------------------------------------------------------
+# parameters stored end to end in one buffer (as Sequential stores them) are updated at once
+
+
+def end_to_end(params):
+    """Copies of ``params`` whose data and gradients are pieces of one buffer each."""
+    data = np.concatenate([p.data.ravel() for p in params])
+    grad = np.zeros_like(data)
+    copies, start = [], 0
+    for param in params:
+        stop = start + param.data.size
+        copy = Parameter(param.data.copy(), name=param.name)
+        copy.data = data[start:stop].reshape(param.shape)
+        copy.grad = grad[start:stop].reshape(param.shape)
+        copies.append(copy)
+        start = stop
+    return copies
+
+
+@pytest.mark.parametrize(("cls", "options"), CASES, ids=CASE_IDS)
+def test_end_to_end_parameters_get_bit_identical_updates_and_per_parameter_state(cls, options):
+    separate = two_params(np.float32)
+    shared = end_to_end(separate)
+    one_by_one, at_once = cls(separate, **options), cls(shared, **options)
+    assert at_once._flat is not None and one_by_one._flat is None
+    grads = random_grads(4, seed=11, dtype=np.float32)
+    run_on(one_by_one, separate, grads)
+    run_on(at_once, shared, grads)
+    for a, b in zip(separate, shared, strict=True):
+        np.testing.assert_array_equal(a.data, b.data)
+    expected, found = one_by_one.state_dict(), at_once.state_dict()
+    for state_a, state_b in zip(expected["state"], found["state"], strict=True):
+        assert state_a.keys() == state_b.keys()
+        for key in state_a:
+            np.testing.assert_array_equal(state_a[key], state_b[key])
+
+
+def test_end_to_end_state_survives_a_state_dict_round_trip_exactly():
+    params = end_to_end(two_params())
+    optimizer = Adam(params, amsgrad=True)
+    run_on(optimizer, params, random_grads(3, seed=12))
+    saved, weights = optimizer.state_dict(), [p.data.copy() for p in params]
+    run_on(optimizer, params, random_grads(2, seed=13))
+    expected = [p.data.copy() for p in params]
+    for param, weight in zip(params, weights, strict=True):
+        param.data[...] = weight
+    resumed = Adam(params, amsgrad=True)
+    resumed.load_state_dict(saved)
+    assert resumed._flat is not None
+    run_on(resumed, params, random_grads(2, seed=13))
+    for param, weight in zip(params, expected, strict=True):
+        np.testing.assert_array_equal(param.data, weight)
+
+
+def test_states_that_disagree_are_loaded_one_by_one():
+    params = end_to_end(two_params())
+    optimizer = Adam(params)
+    run_on(optimizer, params, random_grads(2, seed=14))
+    saved = optimizer.state_dict()
+    saved["state"][1]["step"] = 5  # possible in a hand-made file
+    optimizer.load_state_dict(saved)
+    assert optimizer._flat is None
+    run_on(optimizer, params, random_grads(1, seed=15))
+    assert [state["step"] for state in optimizer.state] == [3, 6]
