@@ -9,8 +9,10 @@ like separate requests and put back together in order.
 
 The server may also say how many predict requests are on their way (``arriving``: their body
 is being read or parsed). When none is, the batch runs at once instead of waiting out the
-timeout for requests nobody has sent: a lone request costs no timeout, and under load a batch
-holds what arrived while the previous one ran.
+timeout for requests nobody has sent, and under load a batch holds what arrived while the
+previous one ran. A request that finds nothing waiting, nothing on its way and a batch thread
+free runs its rows in its own thread: a lone request costs neither a timeout nor the two
+thread switches to a batch thread and back.
 
 The queue is bounded: more than ``max_enqueued_batches * max_batch_size`` waiting rows and a
 new request is refused at once (``BatchQueueFull``, HTTP 429) instead of growing memory.
@@ -81,6 +83,7 @@ class Batcher:
         self._queue: deque[_Task] = deque()
         self._queued_rows = 0
         self._forming = False  # one thread at a time gathers the next batch
+        self._running = 0  # batches in model.predict: at most num_batch_threads
         self._closed = False
         self._started_pid: int | None = None
         self._threads: list[threading.Thread] = []
@@ -95,6 +98,7 @@ class Batcher:
             self._queue.clear()
             self._queued_rows = 0
             self._forming = False
+            self._running = 0
         with self._cond:
             if self._started_pid == pid or self._closed:
                 return
@@ -132,16 +136,36 @@ class Batcher:
                 raise BatchQueueFull(
                     f"the batch queue is full ({self._queued_rows} rows waiting, limit "
                     f"{self.max_enqueued_rows}); retry later")
-            was_empty = not self._queue
-            self._queue.extend(tasks)
-            self._queued_rows += len(x)
-            # wake the batch threads only when that changes what they do: each wake-up is a
-            # thread switch, which costs more than a small predict
-            if (was_empty or self._queued_rows >= self.max_batch_size
-                    or (self.arriving is not None and self.arriving() <= 0)):
-                self._cond.notify_all()
+            # nothing waiting, nothing on its way and a batch slot free: a batch could only
+            # hold these rows, so run it in this thread rather than hand it to a batch thread
+            # and back (two thread switches, which cost more than a small predict)
+            run_here = (len(tasks) == 1 and not self._queue
+                        and self._running < self.num_batch_threads
+                        and self.arriving is not None and self.arriving() <= 0)
+            if run_here:
+                self._running += 1
+            else:
+                was_empty = not self._queue
+                self._queue.extend(tasks)
+                self._queued_rows += len(x)
+                # wake the batch threads only when that changes what they do
+                if (was_empty or self._queued_rows >= self.max_batch_size
+                        or (self.arriving is not None and self.arriving() <= 0)):
+                    self._cond.notify_all()
+        if run_here:
+            try:
+                self._run(tasks)
+            finally:
+                with self._cond:
+                    self._running -= 1
+                    if self._queue:  # rows that came meanwhile wait for this slot
+                        self._cond.notify_all()
         for task in tasks:
             task.done.wait()
+        return self._result(tasks)
+
+    @staticmethod
+    def _result(tasks: list[_Task]) -> np.ndarray:
         for task in tasks:
             if task.error is not None:
                 raise task.error
@@ -156,11 +180,16 @@ class Batcher:
                 batch = self._next_batch()
             if batch is None:
                 return
-            self._run(batch)
+            try:
+                self._run(batch)
+            finally:
+                with self._cond:
+                    self._running -= 1
+                    self._cond.notify_all()
 
     def _next_batch(self) -> list[_Task] | None:
         """Wait for a full or timed-out batch and take it off the queue (lock held)."""
-        while self._forming or not self._queue:
+        while self._forming or not self._queue or self._running >= self.num_batch_threads:
             if self._closed:
                 return None
             self._cond.wait()
@@ -187,6 +216,7 @@ class Batcher:
                     kept.append(task)
             self._queue = kept
             self._queued_rows -= rows
+            self._running += 1
             return batch
         finally:
             self._forming = False
