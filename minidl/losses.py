@@ -9,7 +9,6 @@ the probability-space variants (``from_logits=False``) and configuration as data
 
 from __future__ import annotations
 
-import inspect
 from numbers import Real
 from typing import Any
 
@@ -24,10 +23,10 @@ from minidl.functional import (
     _check_cross_entropy_args,
     _check_pair,
 )
-from minidl.registry import class_and_config, to_spec
+from minidl.registry import Configurable, class_and_config, to_spec
 
 
-class Loss:
+class Loss(Configurable):
     """A loss ``L(pred, target)`` averaged over the batch.
 
     ``__call__`` computes the value and keeps its inputs; ``backward`` returns
@@ -51,25 +50,6 @@ class Loss:
             raise RuntimeError(f"{type(self).__name__}.backward() was called before the loss "
                                f"was computed; call loss(pred, target) first")
         return self._inputs
-
-    def get_config(self) -> dict[str, Any]:
-        """The constructor arguments, JSON-able."""
-        names = inspect.signature(type(self).__init__).parameters
-        return {name: getattr(self, name) for name in names if name != "self"}
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Loss:
-        """The loss that ``get_config`` described."""
-        expected = set(inspect.signature(cls.__init__).parameters) - {"self"}
-        unknown = set(config) - expected
-        if unknown:
-            raise ValueError(f"{cls.__name__}.from_config: unknown key(s) {sorted(unknown)}; "
-                             f"expected {sorted(expected)}")
-        return cls(**config)
-
-    def __repr__(self) -> str:
-        arguments = ", ".join(f"{name}={value!r}" for name, value in self.get_config().items())
-        return f"{type(self).__name__}({arguments})"
 
 
 def _check_from_logits(from_logits: bool, owner: str) -> bool:

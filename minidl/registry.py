@@ -8,6 +8,7 @@ only ever build the classes minidl lists.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -38,3 +39,27 @@ def class_and_config(spec: Any, registry: Mapping[str, type],
         raise TypeError(f"deserialize: the config of {class_name} must be a dict, "
                         f"got {type(config).__name__}")
     return registry[class_name], dict(config)
+
+
+class Configurable:
+    """Config as data for classes that keep each constructor argument under its own name:
+    ``get_config`` reads them back, ``from_config`` calls the constructor with them."""
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments, JSON-able."""
+        names = inspect.signature(type(self).__init__).parameters
+        return {name: getattr(self, name) for name in names if name != "self"}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Any:
+        """The object that ``get_config`` described."""
+        expected = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        unknown = set(config) - expected
+        if unknown:
+            raise ValueError(f"{cls.__name__}.from_config: unknown key(s) {sorted(unknown)}; "
+                             f"expected {sorted(expected)}")
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        arguments = ", ".join(f"{name}={value!r}" for name, value in self.get_config().items())
+        return f"{type(self).__name__}({arguments})"

@@ -9,7 +9,6 @@ never by importing a name.
 
 from __future__ import annotations
 
-import inspect
 import math
 from numbers import Real
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from minidl.registry import class_and_config, to_spec
+from minidl.registry import Configurable, class_and_config, to_spec
 
 
 def _check_factor(value: float, owner: str, name: str) -> float:
@@ -38,7 +37,7 @@ def _as_weights(w: ArrayLike, owner: str) -> np.ndarray:
     raise TypeError(f"{owner}: w must be a real numeric array, got dtype {weights.dtype}")
 
 
-class Regularizer:
+class Regularizer(Configurable):
     """A penalty ``R(w)`` on a weight array: ``__call__`` gives its value, ``grad`` its gradient.
 
     Subclasses set their factors in ``__init__`` under the names of the constructor
@@ -51,25 +50,6 @@ class Regularizer:
     def grad(self, w: ArrayLike) -> np.ndarray:
         """``dR / dw``, an array of the shape and dtype of ``w``."""
         raise NotImplementedError
-
-    def get_config(self) -> dict[str, Any]:
-        """The constructor arguments, JSON-able."""
-        names = inspect.signature(type(self).__init__).parameters
-        return {name: getattr(self, name) for name in names if name != "self"}
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Regularizer:
-        """The penalty that ``get_config`` described."""
-        expected = set(inspect.signature(cls.__init__).parameters) - {"self"}
-        unknown = set(config) - expected
-        if unknown:
-            raise ValueError(f"{cls.__name__}.from_config: unknown key(s) {sorted(unknown)}; "
-                             f"expected {sorted(expected)}")
-        return cls(**config)
-
-    def __repr__(self) -> str:
-        arguments = ", ".join(f"{name}={value!r}" for name, value in self.get_config().items())
-        return f"{type(self).__name__}({arguments})"
 
 
 class L1(Regularizer):
