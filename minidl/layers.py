@@ -11,7 +11,6 @@ by default) and a float32 batch gives float32 outputs and float32 gradients.
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable
 from typing import Any
@@ -21,7 +20,7 @@ from numpy.typing import DTypeLike
 
 from minidl import functional, regularizers
 from minidl.parameter import Parameter
-from minidl.registry import class_and_config, to_spec
+from minidl.registry import Configurable, class_and_config, to_spec
 from minidl.regularizers import Regularizer
 
 # Keras divides the wanted std by the std of a unit normal truncated at ±2, so that the
@@ -29,13 +28,14 @@ from minidl.regularizers import Regularizer
 _TRUNCATED_NORMAL_STD = 0.87962566103423978
 
 
-class Layer:
+class Layer(Configurable):
     """Base class: ``forward``/``backward`` plus the plumbing every layer shares.
 
     Subclasses implement ``forward(x, training)`` and ``backward(grad_y)``; layers with
     parameters also override ``build`` and ``parameters``. ``get_config`` returns the
-    constructor arguments (JSON-able), so ``type(layer).from_config(layer.get_config())``
-    makes an equivalent, unbuilt layer.
+    constructor arguments (JSON-able; a layer that keeps them under other names overrides
+    it), so ``type(layer).from_config(layer.get_config())`` makes an equivalent, unbuilt
+    layer.
     """
 
     def __init__(self) -> None:
@@ -50,10 +50,12 @@ class Layer:
         self.built = True
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        raise NotImplementedError(f"{type(self).__name__} must implement forward(x, training)")
+        raise NotImplementedError(  # abstract
+            f"{type(self).__name__} must implement forward(x, training)")
 
     def backward(self, grad_y: np.ndarray) -> np.ndarray:
-        raise NotImplementedError(f"{type(self).__name__} must implement backward(grad_y)")
+        raise NotImplementedError(  # abstract
+            f"{type(self).__name__} must implement backward(grad_y)")
 
     def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         return self.forward(x, training=training)
@@ -64,23 +66,6 @@ class Layer:
     def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Shape of one output example for one input example of ``input_shape``."""
         return tuple(input_shape)
-
-    def get_config(self) -> dict[str, Any]:
-        return {}
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Layer:
-        accepted = [name for name in inspect.signature(cls.__init__).parameters
-                    if name != "self"]
-        unknown = sorted(set(config) - set(accepted))
-        if unknown:
-            raise ValueError(f"{cls.__name__}.from_config: unknown config key(s) {unknown}; "
-                             f"accepted keys: {accepted}")
-        return cls(**config)
-
-    def __repr__(self) -> str:
-        arguments = ", ".join(f"{key}={value!r}" for key, value in self.get_config().items())
-        return f"{type(self).__name__}({arguments})"
 
     def _float_input(self, x: Any) -> np.ndarray:
         """``x`` as a floating array with a batch axis; builds the layer on its first call.

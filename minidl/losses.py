@@ -39,11 +39,11 @@ class Loss(Configurable):
         self._inputs: tuple[np.ndarray, np.ndarray] | None = None
 
     def __call__(self, pred: ArrayLike, target: ArrayLike) -> float:
-        raise NotImplementedError
+        raise NotImplementedError  # abstract
 
     def backward(self) -> np.ndarray:
         """``d loss / d pred`` for the inputs of the last call."""
-        raise NotImplementedError
+        raise NotImplementedError  # abstract
 
     def _last_inputs(self) -> tuple[np.ndarray, np.ndarray]:
         if self._inputs is None:

@@ -165,7 +165,8 @@ class Optimizer:
 
     def step(self) -> None:
         """Update every parameter from its current gradient."""
-        raise NotImplementedError(f"{type(self).__name__} does not implement step()")
+        raise NotImplementedError(  # abstract
+            f"{type(self).__name__} does not implement step()")
 
     def zero_grad(self) -> None:
         """Set every parameter's gradient to zero."""
@@ -181,7 +182,8 @@ class Optimizer:
 
     def _init_state(self, param: Parameter) -> State:
         """The state of ``param`` before its first step (names, shapes and dtypes)."""
-        raise NotImplementedError(f"{type(self).__name__} does not implement _init_state()")
+        raise NotImplementedError(  # abstract
+            f"{type(self).__name__} does not implement _init_state()")
 
     def state_dict(self) -> dict[str, Any]:
         """A snapshot of the hyper-parameters and state: arrays and numbers only.

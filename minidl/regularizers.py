@@ -45,11 +45,11 @@ class Regularizer(Configurable):
     """
 
     def __call__(self, w: ArrayLike) -> float:
-        raise NotImplementedError
+        raise NotImplementedError  # abstract
 
     def grad(self, w: ArrayLike) -> np.ndarray:
         """``dR / dw``, an array of the shape and dtype of ``w``."""
-        raise NotImplementedError
+        raise NotImplementedError  # abstract
 
 
 class L1(Regularizer):

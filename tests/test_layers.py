@@ -521,7 +521,7 @@ def test_layer_from_config_rejects_unknown_or_malformed_specs():
         layer_from_config({"class_name": "Dense", "config": [3]})
     with pytest.raises(TypeError, match="a layer spec must be a"):
         layer_from_config(["Dense"])
-    with pytest.raises(ValueError, match=r"unknown config key\(s\) \['size'\]"):
+    with pytest.raises(ValueError, match=r"Dense.from_config: unknown key\(s\) \['size'\]"):
         layer_from_config({"class_name": "Dense", "config": {"units": 3, "size": 4}})
 
 
