@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from minidl.parameter import Parameter
-from minidl.registry import class_and_config, to_spec
+from minidl.registry import Configurable, class_and_config, to_spec
 
 __all__ = [
     "OPTIMIZERS", "SGD", "Adagrad", "Adam", "AdamW", "CosineDecay", "ExponentialDecay",
@@ -578,7 +578,7 @@ def deserialize(spec: Mapping[str, Any], params: Iterable[Parameter]) -> Optimiz
     return cls(params, **config)
 
 
-class StepDecay:
+class StepDecay(Configurable):
     r"""The learning rate multiplied by ``gamma`` every ``step_size`` epochs (PyTorch's StepLR).
 
     .. math::
@@ -587,22 +587,16 @@ class StepDecay:
 
     def __init__(self, initial_lr: float, step_size: int, gamma: float = 0.1) -> None:
         self.initial_lr = _non_negative("initial_lr", initial_lr, "initial learning rate")
-        if isinstance(step_size, bool) or not isinstance(step_size, numbers.Integral):
-            raise TypeError(f"step_size must be an integer, got {type(step_size).__name__}")
-        if step_size < 1:
-            raise ValueError(f"step_size must be >= 1, got {step_size}")
-        self.step_size = int(step_size)
+        self.step_size = _whole_number("step_size", step_size, minimum=1)
         self.gamma = _non_negative("gamma", gamma, "gamma value")
 
     def __call__(self, epoch: int, lr: float | None = None) -> float:
         """The learning rate for ``epoch`` (from 0); the current ``lr`` is not needed."""
         return self.initial_lr * self.gamma ** (_epoch(epoch) // self.step_size)
 
-    def get_config(self) -> dict[str, Any]:
-        return {"initial_lr": self.initial_lr, "step_size": self.step_size, "gamma": self.gamma}
 
 
-class ExponentialDecay:
+class ExponentialDecay(Configurable):
     r"""The learning rate multiplied by ``gamma`` every epoch (PyTorch's ExponentialLR).
 
     .. math::
@@ -617,11 +611,9 @@ class ExponentialDecay:
         """The learning rate for ``epoch`` (from 0); the current ``lr`` is not needed."""
         return self.initial_lr * self.gamma ** _epoch(epoch)
 
-    def get_config(self) -> dict[str, Any]:
-        return {"initial_lr": self.initial_lr, "gamma": self.gamma}
 
 
-class CosineDecay:
+class CosineDecay(Configurable):
     r"""Half a cosine from ``initial_lr`` down to ``eta_min`` over ``T_max`` epochs.
 
     PyTorch's CosineAnnealingLR in closed form:
@@ -635,11 +627,7 @@ class CosineDecay:
 
     def __init__(self, initial_lr: float, T_max: int, eta_min: float = 0.0) -> None:
         self.initial_lr = _non_negative("initial_lr", initial_lr, "initial learning rate")
-        if isinstance(T_max, bool) or not isinstance(T_max, numbers.Integral):
-            raise TypeError(f"T_max must be an integer, got {type(T_max).__name__}")
-        if T_max < 1:
-            raise ValueError(f"T_max must be >= 1, got {T_max}")
-        self.T_max = int(T_max)
+        self.T_max = _whole_number("T_max", T_max, minimum=1)
         self.eta_min = _non_negative("eta_min", eta_min, "eta_min value")
 
     def __call__(self, epoch: int, lr: float | None = None) -> float:
@@ -647,13 +635,15 @@ class CosineDecay:
         cosine = math.cos(math.pi * _epoch(epoch) / self.T_max)
         return self.eta_min + (self.initial_lr - self.eta_min) * (1 + cosine) / 2
 
-    def get_config(self) -> dict[str, Any]:
-        return {"initial_lr": self.initial_lr, "T_max": self.T_max, "eta_min": self.eta_min}
+
+
+def _whole_number(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
 
 
 def _epoch(epoch: int) -> int:
-    if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral):
-        raise TypeError(f"epoch must be an integer, got {type(epoch).__name__}")
-    if epoch < 0:
-        raise ValueError(f"epoch must be >= 0, got {epoch}")
-    return int(epoch)
+    return _whole_number("epoch", epoch, minimum=0)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from minidl.functional import _as_float_array
 from minidl.registry import Configurable, class_and_config, to_spec
 
 
@@ -29,12 +30,7 @@ def _check_factor(value: float, owner: str, name: str) -> float:
 
 def _as_weights(w: ArrayLike, owner: str) -> np.ndarray:
     """``w`` as a float array of its own dtype; integers and booleans become float64."""
-    weights = np.asarray(w)
-    if weights.dtype.kind == "f":
-        return weights
-    if weights.dtype.kind in "biu":
-        return weights.astype(np.float64)
-    raise TypeError(f"{owner}: w must be a real numeric array, got dtype {weights.dtype}")
+    return _as_float_array(w, owner, "w")
 
 
 class Regularizer(Configurable):
