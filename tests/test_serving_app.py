@@ -442,7 +442,7 @@ def test_overload_is_shed_with_429_and_recovers(tmp_path):
 
 def test_connection_limit_answers_503_busy(tmp_path):
     app, _ = gated_app(tmp_path, None)
-    with running_server(app, num_threads=1) as base:
+    with running_server(app, max_connections=1) as base:
         host, port = base.removeprefix("http://").split(":")
         with socket.create_connection((host, int(port)), timeout=5) as held:
             held.sendall(b"GET /v1/models/m HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -600,8 +600,8 @@ def test_accepted_connections_have_tcp_nodelay(model_path):
         with socket.create_connection(server.server_address, timeout=5) as sock:
             sock.sendall(b"GET /v1/models/m HTTP/1.1\r\nHost: x\r\n\r\n")
             assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
-            (handler,) = list(server._connections)  # the server's side of this connection
-            assert handler.connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            (conn,) = server._connections.values()  # the server's side of this connection
+            assert conn.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
     finally:
         server.shutdown()
         server.server_close()

@@ -167,7 +167,7 @@ def test_full_queue_refuses_at_once_and_close_fails_waiting_requests():
         with pytest.raises(BatchQueueFull, match="the batch queue is full"):
             batcher.predict(model, np.ones((1, 4), np.float32))
     finally:
-        batcher.close(timeout=0.1)
+        batcher.close()
         gate.set()
         running.join(10)
         waiting.join(10)

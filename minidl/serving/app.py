@@ -5,13 +5,19 @@ Every answer is JSON (``Content-Type: application/json``); every error is
 with a 4xx and changes nothing: the models are only ever changed by the version manager.
 
 No thread is started when the app is created: the first request starts the version manager
-(which loads the models before answering) and the batch threads. Threads do not survive a
-``fork``, so this is what lets ``gunicorn -w N 'minidl.serving:create_app(...)'`` work: each
-worker starts its own after it was forked.
+(which loads the models before answering). Threads do not survive a ``fork``, so this is what
+lets ``gunicorn -w N 'minidl.serving:create_app(...)'`` work: each worker starts its own after
+it was forked.
+
+With batching, a predict's answer is computed when the server first iterates the iterable the
+app returned (PEP 3333 lets ``start_response`` be called then): calling the app queues the
+rows, iterating waits for them. A server that calls the app for every request it has received
+before iterating the first answer gets them all into one batch, with no thread per request.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -19,14 +25,14 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from http import HTTPStatus
 from typing import Any
 
 import numpy as np
 
 from minidl.serving import payload
-from minidl.serving.batching import Batcher, BatcherClosed, BatchQueueFull
+from minidl.serving.batching import Batcher, BatcherClosed, BatchQueueFull, BatchTask
 from minidl.serving.config import (
     DEFAULT_MODEL_NAME,
     ModelConfig,
@@ -146,21 +152,19 @@ class ServingApp:
             batcher.arriving = lambda: self.predicts_arriving
 
     def close(self) -> None:
-        """Stop the batch threads and the version manager."""
+        """Fail the predicts still queued for a batch and stop the version manager."""
         if self.batcher is not None:
             self.batcher.close()
         self.manager.close()
 
     def start(self) -> None:
-        """Load the models and start the background threads (done by the first request)."""
+        """Load the models and start the version manager's thread (done by the first request)."""
         self.manager.start()
-        if self.batcher is not None:
-            self.batcher.start()
 
     # ------------------------------------------------------------------ WSGI entry
 
     def __call__(self, environ: dict[str, Any],
-                 start_response: Callable[..., Any]) -> list[bytes]:
+                 start_response: Callable[..., Any]) -> Iterable[bytes]:
         started = time.perf_counter()
         self.start()
         method = environ.get("REQUEST_METHOD", "GET").upper()
@@ -168,53 +172,80 @@ class ServingApp:
         raw_path = environ.get("PATH_INFO", "") or "/"
         path = raw_path.encode("latin-1", "replace").decode("utf-8", "replace")
         headers = list(_CORS_HEADERS) if self.enable_cors else []
+        if path.lower() == _METRICS_ROUTE:
+            return self._metrics(environ, method, start_response, headers)
         labels = ["", ""]  # model, version for the requests counter
-        is_predict = False
+        answer: Any
         try:
-            if path.lower() == _METRICS_ROUTE:
-                return self._metrics(environ, method, start_response, headers)
-            match = _MODEL_ROUTE.fullmatch(path)
-            if match is None:
-                shown = path if len(path) <= 200 else path[:200] + "..."  # answers stay small
-                raise HTTPError(404, f"Malformed request: {method[:20]} {shown}")
-            name = match["name"]
-            if name in self.manager.model_names:
-                labels[0] = name
-            verb = (match["verb"] or "").lower()
-            is_predict = verb == "predict"
-            allowed = "POST" if verb else "GET, HEAD"
-            if method == "OPTIONS" and self.enable_cors:
-                return self._respond(start_response, 204, None, headers + _PREFLIGHT_HEADERS,
-                                     method)
-            self._authenticate(environ)
-            if method not in allowed.split(", "):
-                raise HTTPError(405, f"Method {method} is not allowed for {path}; use {allowed}",
-                                [("Allow", allowed + (", OPTIONS" if self.enable_cors else ""))])
-            version = self._requested_version(match)
-            if verb:
-                code, answer = self._predict(environ, name, version, verb, labels)
-            elif match["metadata"]:
-                code, answer = self._metadata(name, version, labels)
-            else:
-                code, answer = 200, {"model_version_status": self.manager.status(name, version)}
-        except HTTPError as error:
-            code, answer = error.code, {"error": error.message}
+            code, answer = self._route(environ, method, path, headers, labels)
+        except _ANSWERED_ERRORS as error:
+            code, answer = self._error_answer(error, headers)
+        if not isinstance(answer, _QueuedPredict):
+            return self._complete(start_response, method, path, code, answer, headers, labels,
+                                  started)
+        queued = answer
+
+        def finish() -> list[bytes]:
+            try:
+                code, answer = 200, queued.answer()
+            except _ANSWERED_ERRORS as error:
+                code, answer = self._error_answer(error, headers)
+            return self._complete(start_response, method, path, code, answer, headers, labels,
+                                  started)
+
+        return _AnswerWhenIterated(finish, queued.cancel)
+
+    # ------------------------------------------------------------------ pieces
+
+    def _route(self, environ: dict[str, Any], method: str, path: str,
+               headers: list[tuple[str, str]], labels: list[str]) -> tuple[int, Any]:
+        """The status code and answer of a TF Serving route, or an error raised."""
+        match = _MODEL_ROUTE.fullmatch(path)
+        if match is None:
+            shown = path if len(path) <= 200 else path[:200] + "..."  # answers stay small
+            raise HTTPError(404, f"Malformed request: {method[:20]} {shown}")
+        name = match["name"]
+        if name in self.manager.model_names:
+            labels[0] = name
+        verb = (match["verb"] or "").lower()
+        allowed = "POST" if verb else "GET, HEAD"
+        if method == "OPTIONS" and self.enable_cors:
+            headers += _PREFLIGHT_HEADERS
+            return 204, None
+        self._authenticate(environ)
+        if method not in allowed.split(", "):
+            raise HTTPError(405, f"Method {method} is not allowed for {path}; use {allowed}",
+                            [("Allow", allowed + (", OPTIONS" if self.enable_cors else ""))])
+        version = self._requested_version(match)
+        if verb:
+            return self._predict(environ, name, version, verb, labels)
+        if match["metadata"]:
+            return self._metadata(name, version, labels)
+        return 200, {"model_version_status": self.manager.status(name, version)}
+
+    @staticmethod
+    def _error_answer(error: Exception,
+                      headers: list[tuple[str, str]]) -> tuple[int, dict[str, str]]:
+        """The status code and ``{"error": ...}`` of an error raised while answering."""
+        if isinstance(error, HTTPError):
             headers += error.headers
-        except payload.InvalidArgument as error:
-            code, answer = 400, {"error": str(error)}
-        except ServableNotFound as error:
-            code, answer = 404, {"error": str(error)}
-        except ServableUnavailable as error:
-            code, answer = 503, {"error": str(error)}
+            return error.code, {"error": error.message}
+        if isinstance(error, ServableUnavailable):
             headers.append(("Retry-After", "1"))
+            return 503, {"error": str(error)}
+        code = 400 if isinstance(error, payload.InvalidArgument) else 404  # ServableNotFound
+        return code, {"error": str(error)}
+
+    def _complete(self, start_response: Callable[..., Any], method: str, path: str, code: int,
+                  answer: Any, headers: list[tuple[str, str]], labels: list[str],
+                  started: float) -> list[bytes]:
+        """Count the request, time a predict, and answer."""
         self.metrics.requests.inc(labels[0], labels[1], str(code))
-        if is_predict and labels[0]:
+        if labels[0] and _is_predict(path):
             self.metrics.latency.observe(time.perf_counter() - started, labels[0])
         if code >= 400:
             logger.debug("minidl.serving: %s %s -> %d %s", method, path, code, answer["error"])
         return self._respond(start_response, code, answer, headers, method)
-
-    # ------------------------------------------------------------------ pieces
 
     def _respond(self, start_response: Callable[..., Any], code: int, answer: Any,
                  headers: list[tuple[str, str]], method: str,
@@ -284,7 +315,8 @@ class ServingApp:
                 model.input_shape, model.output_shape, model.dtype)}}
 
     def _predict(self, environ: dict[str, Any], name: str, version: int | None, verb: str,
-                 labels: list[str]) -> tuple[int, dict[str, Any]]:
+                 labels: list[str]) -> tuple[int, Any]:
+        """200 and the answer; with batching, 200 and a :class:`_QueuedPredict`."""
         served_version, model = self.manager.resolve(name, version)
         labels[1] = str(served_version)
         if verb != "predict":
@@ -298,27 +330,33 @@ class ServingApp:
                                 [("Retry-After", "1")])
             self.predicts_in_progress += 1
             self.predicts_arriving += 1
-        arriving = True
+        arriving, in_progress = True, True
         try:
             body = read_body(environ, self.max_body_bytes)
             request = payload.parse_predict_request(body, model.input_shape, model.dtype)
             with self._count_lock:
                 self.predicts_arriving -= 1
             arriving = False
-            outputs = self._run_predict(model, name, request.x)
-            return 200, payload.predict_response(outputs, request.columnar)
+            if self.batcher is None:
+                with self._model_errors(name):
+                    outputs = run_model(model, request.x)
+                self._observe_batch(name, len(request.x))
+                return 200, payload.predict_response(outputs, request.columnar)
+            with self._model_errors(name):
+                tasks = self.batcher.submit(model, request.x, key=name)
+            in_progress = False  # from here the _QueuedPredict counts it
+            return 200, _QueuedPredict(self, self.batcher, name, tasks, request.columnar)
         finally:
-            with self._count_lock:
-                self.predicts_in_progress -= 1
-                self.predicts_arriving -= arriving
+            if arriving or in_progress:
+                with self._count_lock:
+                    self.predicts_in_progress -= in_progress
+                    self.predicts_arriving -= arriving
 
-    def _run_predict(self, model: Any, name: str, x: np.ndarray) -> np.ndarray:
+    @contextlib.contextmanager
+    def _model_errors(self, name: str) -> Iterator[None]:
+        """Errors of the batcher or the model as the HTTP errors they are answered with."""
         try:
-            if self.batcher is not None:
-                return self.batcher.predict(model, x, key=name)
-            outputs = run_model(model, x)
-            self._observe_batch(name, len(x))
-            return outputs
+            yield
         except BatchQueueFull as error:
             raise HTTPError(429, str(error), [("Retry-After", "1")]) from None
         except BatcherClosed as error:
@@ -330,8 +368,69 @@ class ServingApp:
             logger.exception("minidl.serving: predict failed for model %r", name)
             raise HTTPError(500, f"predict failed: {type(error).__name__}: {error}") from None
 
+    def _predict_finished(self) -> None:
+        with self._count_lock:
+            self.predicts_in_progress -= 1
+
     def _observe_batch(self, name: str, rows: int) -> None:
         self.metrics.batch_size.observe(rows, name)
+
+
+_ANSWERED_ERRORS = (HTTPError, payload.InvalidArgument, ServableNotFound, ServableUnavailable)
+
+
+def _is_predict(path: str) -> bool:
+    return path.lower().endswith(":predict")
+
+
+class _QueuedPredict:
+    """A batched predict whose rows are queued: :meth:`answer` waits for them (running a
+    batch if it is this request's turn), :meth:`cancel` drops them unanswered."""
+
+    def __init__(self, app: ServingApp, batcher: Batcher, name: str, tasks: list[BatchTask],
+                 columnar: bool) -> None:
+        self._app = app
+        self._batcher = batcher
+        self._name = name
+        self._tasks = tasks
+        self._columnar = columnar
+        self._finished = False
+
+    def answer(self) -> dict[str, Any]:
+        try:
+            with self._app._model_errors(self._name):
+                outputs = self._batcher.wait(self._tasks)
+            return payload.predict_response(outputs, self._columnar)
+        finally:
+            self._finish()
+
+    def cancel(self) -> None:
+        if not self._finished:
+            self._batcher.cancel(self._tasks)
+            self._finish()
+
+    def _finish(self) -> None:
+        if not self._finished:
+            self._finished = True
+            self._app._predict_finished()
+
+
+class _AnswerWhenIterated:
+    """A WSGI answer computed on first iteration; ``close`` before that calls ``abandon``."""
+
+    def __init__(self, compute: Callable[[], list[bytes]], abandon: Callable[[], None]) -> None:
+        self._compute = compute
+        self._abandon = abandon
+        self._body: list[bytes] | None = None
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self._body is None:
+            self._body = self._compute()
+        return iter(self._body)
+
+    def close(self) -> None:
+        if self._body is None:
+            self._abandon()
 
 
 def run_model(model: Any, x: np.ndarray) -> np.ndarray:

@@ -107,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_body_bytes=args.max_body_bytes, enable_cors=args.rest_api_enable_cors_support,
             max_enqueued_requests=args.max_enqueued_requests)
         return serve(app, args.rest_api_host, args.rest_api_port,
-                     num_threads=args.rest_api_num_threads)
+                     max_connections=args.rest_api_num_threads)
     except (ValueError, OSError) as error:
         print(f"minidl serve: error: {error}", file=sys.stderr, flush=True)
         return 2

@@ -1,5 +1,5 @@
 """HTTP/1.1 request framing for the built-in server: the head (request line and header
-fields) and the body (``Content-Length`` or chunked).
+fields) and the chunked body.
 
 A request head is a few lines of latin-1 text::
 
@@ -18,8 +18,6 @@ does only that, with the same limits as ``http.client`` (lines of 64 KiB, 100 fi
 from __future__ import annotations
 
 import re
-import sys
-from collections.abc import Callable
 from typing import Any
 
 MAX_LINE = 65536     # as http.client._MAXLINE
@@ -132,69 +130,69 @@ def parse_content_length(text: str) -> int | None:
     return int(text) if len(text) <= 18 else 10 ** 18
 
 
-class BodyReader:
-    """``wsgi.input`` for a body of known length, or chunked when ``length`` is None."""
+class ChunkedDecoder:
+    """A chunked request body, decoded as its bytes arrive::
 
-    def __init__(self, rfile: Any, length: int | None, send_continue: Callable[[], None]) -> None:
-        self._rfile = rfile
-        self._chunked = length is None
-        self._remaining = 0 if length is None else length  # in the current chunk when chunked
-        self._send_continue = send_continue
-        self.finished = length == 0
+        5\r\nhello\r\n0\r\n\r\n      ->  b"hello"
 
-    def _next_chunk(self) -> None:
-        line = self._rfile.readline(1026)
-        size_text = line.split(b";", 1)[0].strip()  # chunk extensions after ";" are ignored
-        # hex digits only: int(..., 16) alone would also take "0x1f", "-5" and "1_0"
-        if not _HEX.fullmatch(size_text) or not line.endswith(b"\n"):
-            raise ValueError(f"invalid chunk size line {line[:40]!r}")
-        size = int(size_text, 16)
-        if size == 0:
-            while self._rfile.readline(1026) not in (b"\r\n", b"\n", b""):
-                pass  # trailer fields: not used
-            self.finished = True
-        self._remaining = size
+    :meth:`feed` takes what has arrived and returns how much of it was used; ``finished`` is
+    set by the last (empty) chunk and its trailer lines. Decoding stops once more than
+    ``limit`` bytes were decoded (``too_large``): the server need not read the rest.
+    """
 
-    def read(self, size: int | None = -1) -> bytes:
-        if self.finished:
-            return b""
-        self._send_continue()
-        parts = []
-        wanted = sys.maxsize if size is None or size < 0 else size
-        while wanted > 0 and not self.finished:
-            if self._chunked and self._remaining == 0:
-                self._next_chunk()
-                continue
-            data = self._rfile.read(min(wanted, self._remaining))
-            if not data:
-                raise ConnectionError("the client closed the connection in the middle of the body")
-            parts.append(data)
-            wanted -= len(data)
-            self._remaining -= len(data)
-            if self._remaining == 0:
-                if self._chunked:
-                    if self._rfile.readline(3) not in (b"\r\n", b"\n"):
-                        raise ValueError("a chunk is not followed by CRLF")
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.finished = False
+        self.too_large = False
+        self._state = "size"  # size line, data, the CRLF after data, trailer lines
+        self._remaining = 0  # bytes left in the current chunk
+
+    def feed(self, data: bytes | bytearray) -> int:
+        """Decode from the start of ``data``; returns the number of bytes used. BadRequest
+        (400) for a malformed body."""
+        position = 0
+        while not (self.finished or self.too_large):
+            if self._state == "data":
+                taken = min(self._remaining, len(data) - position)
+                if taken == 0:
+                    break
+                self.parts.append(bytes(data[position:position + taken]))
+                position += taken
+                self.size += taken
+                self._remaining -= taken
+                self.too_large = self.size > self.limit
+                if self._remaining == 0:
+                    self._state = "data end"
+            elif self._state == "data end":
+                if data[position:position + 2] == b"\r\n":
+                    position += 2
+                elif data[position:position + 1] == b"\n":
+                    position += 1
+                elif data[position:position + 2] in (b"", b"\r"):
+                    break  # not here yet
                 else:
-                    self.finished = True
-        return b"".join(parts)
+                    raise BadRequest(400, "A chunk is not followed by CRLF")
+                self._state = "size"
+            else:
+                end = data.find(b"\n", position)
+                if end < 0:
+                    if len(data) - position > 1024:
+                        raise BadRequest(400, "Chunk size or trailer line too long")
+                    break
+                line = bytes(data[position:end + 1])
+                position = end + 1
+                if self._state == "trailer":
+                    self.finished = line.strip() == b""  # trailer fields are not used
+                    continue
+                size_text = line.split(b";", 1)[0].strip()  # chunk extensions are ignored
+                # hex digits only: int(..., 16) alone would also take "0x1f", "-5" and "1_0"
+                if not _HEX.fullmatch(size_text):
+                    raise BadRequest(400, f"Invalid chunk size line {line[:40]!r}")
+                self._remaining = int(size_text, 16)
+                self._state = "data" if self._remaining else "trailer"
+        return position
 
-    def readline(self, size: int | None = -1) -> bytes:
-        line = []
-        while not self.finished and (size is None or size < 0 or len(line) < size):
-            byte = self.read(1)
-            line.append(byte)
-            if byte == b"\n":
-                break
-        return b"".join(line)
-
-    def __iter__(self) -> Any:
-        return iter(self.readline, b"")
-
-    def drop_rest(self, limit: int) -> bool:
-        """Read and drop what is left of the body, up to ``limit`` bytes; True if all read."""
-        if self._chunked or self._remaining > limit:
-            return self.finished
-        while not self.finished:
-            self.read(1 << 16)
-        return True
+    def body(self) -> bytes:
+        return b"".join(self.parts)
