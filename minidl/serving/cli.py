@@ -72,7 +72,7 @@ def build_arg_parser(prog: str = "minidl serve") -> argparse.ArgumentParser:
     add("--batch_timeout_micros", type=_non_negative_int, default=1000,
         help="longest wait for a batch to fill, after its first request (default 1000)")
     add("--num_batch_threads", type=_positive_int, default=1,
-        help="threads running batches (default 1)")
+        help="batches running at once (default 1)")
     add("--max_enqueued_batches", type=_positive_int, default=100,
         help="queue bound, in batches of max_batch_size rows; beyond it: 429 (default 100)")
     add("--max_enqueued_requests", type=_positive_int, default=128,

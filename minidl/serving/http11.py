@@ -22,6 +22,7 @@ from typing import Any
 
 MAX_LINE = 65536     # as http.client._MAXLINE
 MAX_HEADERS = 100    # as http.client._MAXHEADERS
+MAX_CHUNK_LINE = 1024  # a chunk size line with its extensions, or a trailer line
 _HEX = re.compile(rb"[0-9a-fA-F]{1,16}")
 
 
@@ -177,9 +178,9 @@ class ChunkedDecoder:
                 self._state = "size"
             else:
                 end = data.find(b"\n", position)
+                if (end if end >= 0 else len(data)) - position > MAX_CHUNK_LINE:
+                    raise BadRequest(400, "Chunk size or trailer line too long")
                 if end < 0:
-                    if len(data) - position > 1024:
-                        raise BadRequest(400, "Chunk size or trailer line too long")
                     break
                 line = bytes(data[position:end + 1])
                 position = end + 1

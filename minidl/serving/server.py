@@ -48,6 +48,7 @@ import socket
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
@@ -58,6 +59,7 @@ from minidl.serving import http11
 logger = logging.getLogger("minidl.serving")
 
 TAKEOVER_AFTER = 0.005  # seconds in the app before a standby thread takes the loop over
+STANDBY_IDLE_POLL = 0.05  # the standby's pause when no request entered the app for a second
 LINGER_SECONDS = 2.0    # after answering without reading a body, read and drop it this long
 MAX_HEAD_BYTES = 256 << 10  # request line and header fields; larger is a 431
 READ_SIZE = 1 << 16
@@ -97,8 +99,8 @@ def _error_answer(code: int, message: str, extra_headers: str = "") -> bytes:
 class _Connection:
     """One client connection and what the loop knows about it."""
 
-    __slots__ = ("address", "busy", "close_after", "deadline", "inbox", "lingering", "outbox",
-                 "paused", "pending_head", "sock")
+    __slots__ = ("address", "busy", "close_after", "deadline", "eof", "inbox", "lingering",
+                 "outbox", "pending_head", "sock", "unread", "watching")
 
     def __init__(self, sock: socket.socket, address: Any, deadline: float) -> None:
         self.sock = sock
@@ -108,7 +110,9 @@ class _Connection:
         self.busy = False          # a request of this connection is in the app
         self.close_after = False   # close once the answer in progress is sent
         self.lingering = False     # answered and shut for writing; dropping what still comes
-        self.paused = False        # not watched by the selector while busy
+        self.eof = False           # the client will send nothing more
+        self.unread = False        # input was refused unread: linger when closing
+        self.watching = 0          # the selector events registered for it
         self.pending_head: _Head | None = None  # parsed head whose body is still arriving
         self.deadline = deadline   # closed if nothing moves before this (monotonic)
 
@@ -136,8 +140,8 @@ class _Job:
     """One request on its way through the app: ``call`` runs the app, ``collect`` turns its
     answer into bytes (``output``). Neither raises: an app failure is a 500."""
 
-    __slots__ = ("app", "body_unread", "conn", "environ", "head", "output", "result", "status",
-                 "written")
+    __slots__ = ("app", "body_unread", "close", "conn", "environ", "head", "output", "result",
+                 "status", "written")
 
     def __init__(self, conn: _Connection, head: _Head, environ: dict[str, Any],
                  app: Callable[..., Any], body_unread: bool) -> None:
@@ -150,6 +154,7 @@ class _Job:
         self.status: tuple[str, list[tuple[str, str]]] | None = None
         self.written: list[bytes] = []
         self.output: bytes | None = None
+        self.close = False  # the connection closes after this answer
 
     def _start_response(self, status: str, headers: list[tuple[str, str]],
                         exc_info: Any = None) -> Callable[[bytes], None]:
@@ -158,7 +163,7 @@ class _Job:
         self.status = (status, headers)
         return self.written.append
 
-    def call(self) -> None:
+    def call(self, draining: bool) -> None:
         try:
             self.result = self.app(self.environ, self._start_response)
         except Exception:  # a bug in the app: answer 500, keep the server up
@@ -181,13 +186,12 @@ class _Job:
             logger.error("minidl.serving: the WSGI app returned no status for %s %s",
                          self.head.method, self.head.target)
             self.output = _error_answer(500, "Internal server error")
-            self.conn.close_after = True
+            self.close = True
             return
         status, headers = self.status
-        close = (self.conn.close_after or draining or not self.head.keep_alive
-                 or self.body_unread
-                 or any(k.lower() == "connection" and v.lower() == "close" for k, v in headers))
-        self.conn.close_after = close
+        close = self.close = (
+            draining or not self.head.keep_alive or self.body_unread
+            or any(k.lower() == "connection" and v.lower() == "close" for k, v in headers))
         lines = [f"HTTP/1.1 {status}", f"Date: {http_date()}", f"Server: {SERVER_NAME}"]
         lines += [f"{name}: {value}" for name, value in headers
                   if name.lower() not in ("connection", "date", "server", "content-length")]
@@ -210,7 +214,7 @@ class _Job:
         logger.exception("minidl.serving: the WSGI app failed on %s %s", self.head.method,
                          self.head.target)
         self.output = _error_answer(500, "Internal server error")
-        self.conn.close_after = True
+        self.close = True
 
 
 class ServingHTTPServer:
@@ -248,8 +252,12 @@ class ServingHTTPServer:
         self._wake_writer.setblocking(False)
         self._loop_lock = threading.Lock()  # held by the thread running the loop
         self._in_app_since: float | None = None  # when the loop's owner entered the app
-        self._handed_over: list[_Job] = []  # jobs left by an owner that lost the loop
-        self._handover_lock = threading.Lock()
+        self._last_app_entry = 0.0
+        # jobs of the turn, shared so that a thread taking the loop over finds them
+        self._to_call: deque[_Job] = deque()     # the app is to be called
+        self._to_collect: deque[_Job] = deque()  # the answer is to be read
+        self._to_send: deque[_Job] = deque()     # answered by a thread that lost the loop
+        self._jobs_lock = threading.Lock()
         self._stopping = False
         self._listening = True
         self._running = False
@@ -313,46 +321,53 @@ class ServingHTTPServer:
                          daemon=True).start()
 
     def _standby(self) -> None:
-        """Wait to take the loop over from an owner stuck in the app."""
+        """Wait to take the loop over from an owner stuck in the app. It looks every
+        ``TAKEOVER_AFTER`` seconds while requests come, less often when none came for a
+        second: a sleeping thread costs nothing, while waking it from the loop at each
+        request would be the thread switch the loop exists to avoid."""
         while not self._finished.is_set():
             since = self._in_app_since
-            if since is None or time.monotonic() - since < TAKEOVER_AFTER:
-                time.sleep(TAKEOVER_AFTER if self._connections else 0.1)
+            now = time.monotonic()
+            if since is None or now - since < TAKEOVER_AFTER:
+                busy = now - self._last_app_entry < 1.0
+                time.sleep(TAKEOVER_AFTER if busy else STANDBY_IDLE_POLL)
                 continue
             if self._loop_lock.acquire(blocking=False):
                 if self._finished.is_set():
                     self._loop_lock.release()
                     return
+                self._in_app_since = None  # the loop's owner (this thread) is not in the app
                 self._start_standby()
                 self._own_loop()
                 return
 
-    def _in_app(self, work: Callable[[], None]) -> bool:
-        """Run ``work`` with the loop free for a standby to take; True if this thread still
-        owns the loop afterwards."""
-        self._in_app_since = time.monotonic()
+    def _in_app(self, step: Callable[[_Job, bool], None], job: _Job) -> bool:
+        """Run ``step(job, stopping)`` with the loop free for a standby to take; True if this
+        thread still owns the loop afterwards. Only the owner writes ``_in_app_since``."""
+        self._in_app_since = self._last_app_entry = time.monotonic()
         self._loop_lock.release()
-        try:
-            work()
-        finally:
-            self._in_app_since = None
-        return self._loop_lock.acquire(blocking=False)
+        step(job, self._stopping)  # never raises: a job turns errors into answers
+        if not self._loop_lock.acquire(blocking=False):
+            return False
+        self._in_app_since = None
+        return True
 
     def _own_loop(self) -> None:
         """Run the loop (``_loop_lock`` held) until it ends or another thread takes it."""
         try:
             while True:
-                with self._handover_lock:
-                    jobs, self._handed_over = self._handed_over, []
                 if self._stopping:
                     self._stop_accepting()
-                    if not self._connections and not jobs:
+                    if not self._connections:
                         self._finish()
                         return
-                timeout = 0.0 if jobs or self._pipelined else self._select_timeout()
-                jobs += self._handle_events(self._selector.select(timeout))
+                waiting = self._to_call or self._to_collect or self._to_send or self._pipelined
+                timeout = 0.0 if waiting else self._select_timeout()
+                jobs = self._handle_events(self._selector.select(timeout))
                 self._check_timeouts()
-                if not self._run_jobs(jobs):
+                with self._jobs_lock:
+                    self._to_call += jobs
+                if not self._run_jobs():
                     return  # another thread owns the loop now
         except BaseException:
             logger.exception("minidl.serving: the server loop failed")
@@ -370,25 +385,29 @@ class ServingHTTPServer:
         self._finished.set()
         self._loop_lock.release()
 
-    def _run_jobs(self, jobs: list[_Job]) -> bool:
-        """Call the app for every job, then collect every answer and send it. Calling first
-        lets a batching app queue the rows of all of them before the first waits."""
-        for job in jobs:
-            if job.result is None and job.output is None and not self._in_app(job.call):
-                self._hand_over(jobs)
+    def _run_jobs(self) -> bool:
+        """Call the app for every job, then collect every answer and send it; False if another
+        thread took the loop meanwhile (it finds the jobs left in the shared queues). Calling
+        first lets a batching app queue the rows of all of them before the first waits."""
+        while True:
+            with self._jobs_lock:
+                if self._to_send:
+                    job, step, then = self._to_send.popleft(), None, None
+                elif self._to_call:
+                    job, step, then = self._to_call.popleft(), _Job.call, self._to_collect
+                elif self._to_collect:
+                    job, step, then = self._to_collect.popleft(), _Job.collect, self._to_send
+                else:
+                    return True
+            if step is None:
+                self._answered(job)
+                continue
+            owner = self._in_app(step, job)
+            with self._jobs_lock:
+                then.append(job)
+            if not owner:
+                self._wake()  # the loop's new owner may be waiting in select()
                 return False
-        for index, job in enumerate(jobs):
-            if job.output is None and not self._in_app(
-                    lambda job=job: job.collect(self._stopping)):
-                self._hand_over(jobs[index:])
-                return False
-            self._answered(job)
-        return True
-
-    def _hand_over(self, jobs: list[_Job]) -> None:
-        with self._handover_lock:
-            self._handed_over += jobs
-        self._wake()
 
     # ------------------------------------------------------------------ events
 
@@ -418,6 +437,8 @@ class ServingHTTPServer:
                 job = self._parse(conn)
                 if job is not None:
                     jobs.append(job)
+                elif conn.eof and not conn.outbox:
+                    self._close(conn)  # what is left can never be completed
         return jobs
 
     def _accept(self) -> None:
@@ -442,12 +463,11 @@ class ServingHTTPServer:
                 continue
             conn = _Connection(sock, address, time.monotonic() + self.keep_alive_timeout)
             self._connections[id(conn)] = conn
-            self._selector.register(sock, selectors.EVENT_READ, conn)
+            self._watch(conn, selectors.EVENT_READ)
 
     def _read(self, conn: _Connection) -> _Job | None:
         if conn.busy:  # its request is in the app (on another thread): read later
-            self._selector.unregister(conn.sock)
-            conn.paused = True
+            self._watch(conn, 0)
             return None
         try:
             data = conn.sock.recv(READ_SIZE)
@@ -456,9 +476,13 @@ class ServingHTTPServer:
         except OSError:
             self._close(conn)
             return None
-        if not data:  # the client closed its side: a request cut short is never answered
-            self._close(conn)
-            return None
+        if not data:  # the client has sent all it will send
+            conn.eof = True
+            self._watch(conn, 0)
+            job = None if conn.lingering else self._parse(conn)
+            if job is None and not conn.outbox:
+                self._close(conn)  # a request cut short is never answered
+            return job
         if conn.lingering:
             return None  # dropped
         conn.deadline = time.monotonic() + self.keep_alive_timeout
@@ -467,14 +491,15 @@ class ServingHTTPServer:
 
     def _check_timeouts(self) -> None:
         now = time.monotonic()
-        if now < self._next_timeout_check:
+        if now < self._next_timeout_check and not self._stopping:
             return
-        self._next_timeout_check = now + min(0.05, self.keep_alive_timeout / 4)
+        self._next_timeout_check = now + min(1.0, self.keep_alive_timeout / 4)
         for conn in list(self._connections.values()):
             if not conn.busy and now > conn.deadline:
                 self._close(conn)  # idle, stalled in a request or answer, or done lingering
-            elif self._stopping and not conn.busy and not conn.inbox and not conn.outbox:
-                self._close(conn)
+            elif (self._stopping and not conn.busy and not conn.inbox and not conn.outbox
+                  and not conn.lingering):
+                self._close(conn)  # idle
 
     def _stop_accepting(self) -> None:
         if self._listening:
@@ -560,6 +585,7 @@ class ServingHTTPServer:
             del inbox[:head.length]
             return self._job(conn, head, body, body_unread=False)
         if head.expects_continue and conn.pending_head is None:
+            conn.pending_head = head
             self._send(conn, _CONTINUE)
         conn.pending_head = head  # the rest of the body is on its way
         return None
@@ -569,6 +595,7 @@ class ServingHTTPServer:
         conn.busy = True
         if body_unread:
             conn.inbox.clear()
+            conn.unread = True
         path, _, query = head.target.partition("?")
         if path.startswith("//"):  # "//host/path" would read as a URL without scheme
             path = "/" + path.lstrip("/")
@@ -607,14 +634,15 @@ class ServingHTTPServer:
     def _answered(self, job: _Job) -> None:
         conn = job.conn
         conn.busy = False
-        if conn.paused:
-            conn.paused = False
-            self._selector.register(conn.sock, selectors.EVENT_READ, conn)
+        conn.close_after = conn.close_after or job.close
+        if id(conn) not in self._connections:
+            return  # closed meanwhile
+        self._watch(conn, selectors.EVENT_READ)
         assert job.output is not None
         self._send(conn, job.output)
 
     def _refuse(self, conn: _Connection, code: int, message: str) -> None:
-        conn.close_after = True
+        conn.close_after = conn.unread = True
         self._send(conn, _error_answer(code, message))
 
     # ------------------------------------------------------------------ writing, closing
@@ -656,9 +684,14 @@ class ServingHTTPServer:
         """Everything queued for ``conn`` has left: close it if its answer said so, else
         look at what it sent meanwhile."""
         if conn.close_after:
-            self._linger(conn)
+            if conn.unread or conn.inbox or conn.pending_head is not None:
+                self._linger(conn)
+            else:
+                self._close(conn)
         elif conn.inbox and conn.pending_head is None:
             self._pipelined.append(conn)
+        elif conn.eof:
+            self._close(conn)
 
     def _linger(self, conn: _Connection) -> None:
         """Close gracefully: shut the sending side (the client reads the answer, then the end)
@@ -666,6 +699,9 @@ class ServingHTTPServer:
         pass, so that closing does not reset the connection before the client has read the
         answer (a "lingering close", as nginx does)."""
         if conn.lingering:
+            return
+        if conn.eof:
+            self._close(conn)
             return
         try:
             conn.sock.shutdown(socket.SHUT_WR)
@@ -678,10 +714,19 @@ class ServingHTTPServer:
         conn.deadline = time.monotonic() + LINGER_SECONDS
 
     def _watch(self, conn: _Connection, events: int) -> None:
-        if conn.paused:
+        """Register ``conn`` for these selector events (0: none). Once the client has sent
+        everything, reading is never watched again (the end of input stays readable)."""
+        if conn.eof:
+            events &= ~selectors.EVENT_READ
+        if events == conn.watching:
             return
-        with contextlib.suppress(KeyError, ValueError):
+        if not events:
+            self._selector.unregister(conn.sock)
+        elif not conn.watching:
+            self._selector.register(conn.sock, events, conn)
+        else:
             self._selector.modify(conn.sock, events, conn)
+        conn.watching = events
 
     def _close(self, conn: _Connection) -> None:
         if conn.busy:  # its job still runs: closed when it is answered
@@ -690,9 +735,7 @@ class ServingHTTPServer:
                 conn.sock.shutdown(socket.SHUT_RDWR)
             return
         if self._connections.pop(id(conn), None) is not None:
-            if not conn.paused:
-                with contextlib.suppress(KeyError, ValueError):
-                    self._selector.unregister(conn.sock)
+            self._watch(conn, 0)
             conn.sock.close()
 
 
