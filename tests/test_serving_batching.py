@@ -159,7 +159,7 @@ def test_full_queue_refuses_at_once_and_close_fails_waiting_requests():
 
     running = threading.Thread(target=call, args=(2,))
     running.start()
-    assert model.entered.wait(10)  # the batch thread is busy with these 2 rows
+    assert model.entered.wait(10)  # the first request runs the batch of its 2 rows
     waiting = threading.Thread(target=call, args=(2,))
     waiting.start()  # fills the queue (limit: 1 batch of 2 rows)
     wait_until(lambda: batcher._queued_rows == 2)

@@ -34,6 +34,8 @@ from test_serving_support import (
 from minidl.model import load_model
 from minidl.serving import ModelConfig, ModelManager, ServingApp, create_app, http11
 from minidl.serving import server as server_module
+from minidl.serving.app import run_model
+from minidl.serving.batching import Batcher
 from minidl.serving.server import make_server
 
 ROWS = [[0.1, -0.2, 0.3, 0.4], [1.0, 2.0, -3.0, 0.5]]
@@ -186,7 +188,9 @@ def serving(app: Any, **options: Any) -> Iterator[tuple[Any, threading.Thread]]:
         server.server_close()
         server.drain(1.0)
         loop.join(5)
-        app.close()
+        close = getattr(app, "close", None)
+        if close is not None:
+            close()
 
 
 # ---------------------------------------------------------------- 1. slow requests
@@ -690,3 +694,74 @@ def test_a_long_chunk_size_line_is_judged_the_same_however_it_arrives():
         except http11.BadRequest as error:
             outcomes.append(error.code)
     assert outcomes[0] == outcomes[1], outcomes
+
+
+def test_a_pipelining_client_cannot_pile_up_input(tmp_path):
+    app, _ = gated_app(tmp_path, None)
+    count = 3000  # ~120 KB of requests in one go: twice what one read takes
+    with serving(app) as (server, _), connect(server.url) as sock:
+        largest = [0]
+        answers: list[Answer] = []
+
+        def read_all() -> None:
+            reader = Reader(sock)
+            for _ in range(count):
+                answers.append(reader.answer(timeout=20))
+                inboxes = [len(conn.inbox) for conn in list(server._connections.values())]
+                largest[0] = max([largest[0], *inboxes])
+
+        reading = threading.Thread(target=read_all)
+        reading.start()
+        sock.sendall(STATUS * count)
+        reading.join(30)
+    assert len(answers) == count and all(a.status == 200 for a in answers)
+    # never more than what one read brings in behind a request still unanswered
+    assert largest[0] <= server_module.READ_SIZE + len(STATUS)
+
+
+def test_an_app_whose_headers_cannot_be_sent_gets_a_500_and_the_server_goes_on(tmp_path):
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/bad":
+            start_response("200 OK", [("X-Note", "caf\u00e9 \u2615")])  # not latin-1
+        else:
+            start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    with serving(app) as (server, _), connect(server.url) as sock:
+        reader = Reader(sock)
+        sock.sendall(b"GET /bad HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert reader.answer().status == 500
+        with connect(server.url) as other:
+            answer = exchange(other, b"GET /fine HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (answer.status, answer.body) == (200, b"ok")
+
+
+def test_shutdown_lets_an_upload_in_progress_finish(tmp_path):
+    app, _ = gated_app(tmp_path, None)
+    with serving(app) as (server, _), connect(server.url) as sock:
+        body = predict_body(ROWS)
+        sock.sendall(predict_head(len(body), b"Expect: 100-continue\r\n"))
+        reader = Reader(sock)
+        assert reader.read_exactly(len(CONTINUE)) == CONTINUE
+        server.shutdown()
+        time.sleep(0.1)  # a few turns of the loop, which closes idle connections
+        sock.sendall(body)
+        answer = reader.answer()
+        assert_doubled(answer, ROWS)
+        assert answer.headers["connection"] == "close"
+        assert server.drain(2.0) is True
+
+
+def test_with_batching_a_status_request_is_not_held_up_by_a_slow_batch(tmp_path):
+    gate = threading.Event()
+    app, model = gated_app(tmp_path, gate, batcher=Batcher(run_model))
+    with running_server(app) as base, connect(base) as slow, connect(base) as quick:
+        try:
+            slow.sendall(predict_request(ROWS))
+            assert model.entered.wait(5)
+            started = time.monotonic()
+            assert_status_answer(exchange(quick, STATUS))
+            assert time.monotonic() - started < 1.0
+        finally:
+            gate.set()
+        assert_doubled(Reader(slow).answer(), ROWS)

@@ -26,12 +26,11 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from http import HTTPStatus
 from typing import Any
 
 import numpy as np
 
-from minidl.serving import payload
+from minidl.serving import http11, payload
 from minidl.serving.batching import Batcher, BatcherClosed, BatchQueueFull, BatchTask
 from minidl.serving.config import (
     DEFAULT_MODEL_NAME,
@@ -69,10 +68,6 @@ class HTTPError(Exception):
         self.code = code
         self.message = message
         self.headers = list(headers)
-
-
-def _status_line(code: int) -> str:
-    return f"{code} {HTTPStatus(code).phrase}"
 
 
 def _read(stream: Any, size: int) -> bytes:
@@ -258,7 +253,7 @@ class ServingApp:
             body = _ENCODER.encode(answer).encode("utf-8")
         headers = [("Content-Type", content_type), ("Content-Length", str(len(body))),
                    *headers]
-        start_response(_status_line(code), headers)
+        start_response(http11.status_line(code), headers)
         return [b""] if method == "HEAD" else [body]
 
     def _authenticate(self, environ: dict[str, Any]) -> None:

@@ -207,10 +207,12 @@ class Batcher:
             y = np.asarray(self.predict_fn(batch[0].model, x))
             if y.ndim == 0 or len(y) != rows:
                 raise RuntimeError(f"predict returned {y.shape[:1]} rows for a batch of {rows}")
-        except Exception as error:  # handed to each waiting request, which reports it
+        except BaseException as error:  # handed to each waiting request, which reports it
             for task in batch:
                 task.error = error
                 task.done = True
+            if not isinstance(error, Exception):
+                raise  # KeyboardInterrupt and the like stop this thread too
             return
         if self.on_batch is not None:
             self.on_batch(batch[0].key, rows)

@@ -1,5 +1,5 @@
-"""HTTP/1.1 request framing for the built-in server: the head (request line and header
-fields) and the chunked body.
+"""HTTP/1.1 request framing for the built-in server: where a head ends, what it says
+(request line, header fields, how the body is framed), and the chunked body.
 
 A request head is a few lines of latin-1 text::
 
@@ -17,13 +17,25 @@ does only that, with the same limits as ``http.client`` (lines of 64 KiB, 100 fi
 
 from __future__ import annotations
 
+import io
 import re
+from http import HTTPStatus
 from typing import Any
 
 MAX_LINE = 65536     # as http.client._MAXLINE
 MAX_HEADERS = 100    # as http.client._MAXHEADERS
+MAX_HEAD_BYTES = 256 << 10  # request line and header fields together; more is a 431
 MAX_CHUNK_LINE = 1024  # a chunk size line with its extensions, or a trailer line
 _HEX = re.compile(rb"[0-9a-fA-F]{1,16}")
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+
+
+def status_line(code: int) -> str:
+    """``"404 Not Found"``: the code and its reason phrase."""
+    try:
+        return f"{code} {HTTPStatus(code).phrase}"
+    except ValueError:
+        return f"{code} Error"
 
 
 class BadRequest(ValueError):
@@ -120,6 +132,54 @@ def read_headers(rfile: Any) -> Headers:
         if not colon or not name or name != name.strip() or " " in name or "\t" in name:
             raise BadRequest(400, f"Bad header line {text[:40]!r}")
         fields.append((name, value.strip(" \t")))
+
+
+def find_head_end(buffer: bytearray, start: int = 0) -> int | None:
+    """Where the head at the start of ``buffer`` ends (just after its blank line), or None
+    if it has not all arrived. ``start``: how far an earlier call already looked, so that a
+    head arriving in many pieces is not scanned again from the start each time. BadRequest
+    when what arrived is already too long (414 for the request line, 431 for the head)."""
+    end = _HEAD_END.search(buffer, max(start - 3, 0))
+    if end is not None:
+        return end.end()
+    if len(buffer) > MAX_LINE and buffer.find(b"\n", 0, MAX_LINE + 1) < 0:
+        raise BadRequest(414, "Request line too long")
+    if len(buffer) > MAX_HEAD_BYTES:
+        raise BadRequest(431, "Request header fields too large")
+    return None
+
+
+class RequestHead:
+    """What a request head says: method, target, version, header fields, whether the
+    connection stays open, and how the body is framed (``length``, or ``chunked``)."""
+
+    __slots__ = ("chunked", "expects_continue", "headers", "keep_alive", "length", "method",
+                 "target", "version")
+
+    def __init__(self, head: bytes, max_body_bytes: int) -> None:
+        request_line, _, header_bytes = head.partition(b"\n")
+        self.method, self.target, self.version, number = parse_request_line(
+            request_line.decode("latin-1").rstrip("\r"))
+        self.headers = read_headers(io.BytesIO(header_bytes))
+        connection = (self.headers.get("Connection") or "").lower()
+        # HTTP/1.1 keeps the connection open unless told otherwise; 1.0 only when asked
+        self.keep_alive = connection != "close" and (
+            number >= (1, 1) or connection == "keep-alive")
+        self.expects_continue = ((self.headers.get("Expect") or "").lower() == "100-continue"
+                                 and number >= (1, 1))
+        transfer_encoding = self.headers.get("Transfer-Encoding")
+        lengths = self.headers.get_all("Content-Length") or []
+        self.chunked: ChunkedDecoder | None = None
+        self.length: int | None = None
+        if transfer_encoding is not None:
+            if transfer_encoding.strip().lower() != "chunked" or lengths:
+                raise BadRequest(400, "Only 'Transfer-Encoding: chunked', without "
+                                      "Content-Length, is supported")
+            self.chunked = ChunkedDecoder(max_body_bytes)
+        elif len(lengths) > 1 or (lengths and parse_content_length(lengths[0]) is None):
+            raise BadRequest(400, "Invalid Content-Length")
+        else:
+            self.length = parse_content_length(lengths[0]) if lengths else 0
 
 
 def parse_content_length(text: str) -> int | None:

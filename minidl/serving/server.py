@@ -37,75 +37,41 @@ waits for them and cuts off what is left after a grace period.
 from __future__ import annotations
 
 import contextlib
-import email.utils
-import io
-import json
+import functools
 import logging
-import re
 import selectors
 import signal
 import socket
-import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
-from http import HTTPStatus
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import unquote
 
 from minidl.serving import http11
+from minidl.serving.wsgi import WSGIJob, build_environ, error_answer
 
 logger = logging.getLogger("minidl.serving")
 
 TAKEOVER_AFTER = 0.005  # seconds in the app before a standby thread takes the loop over
 STANDBY_IDLE_POLL = 0.05  # the standby's pause when no request entered the app for a second
 LINGER_SECONDS = 2.0    # after answering without reading a body, read and drop it this long
-MAX_HEAD_BYTES = 256 << 10  # request line and header fields; larger is a 431
 READ_SIZE = 1 << 16
-SERVER_NAME = "minidl-serving"
-_HEAD_END = re.compile(rb"\r?\n\r?\n")
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
-_last_date: tuple[int, str] = (0, "")
-
-
-def http_date() -> str:
-    """Now as an HTTP ``Date`` value. It changes once a second, so it is formatted once a
-    second rather than per request; one tuple is replaced whole, so no thread sees a
-    half-updated pair."""
-    global _last_date
-    second = int(time.time())
-    if _last_date[0] != second:
-        _last_date = (second, email.utils.formatdate(second, usegmt=True))
-    return _last_date[1]
-
-
-def _status_line(code: int) -> str:
-    try:
-        return f"{code} {HTTPStatus(code).phrase}"
-    except ValueError:
-        return f"{code} Error"
-
-
-def _error_answer(code: int, message: str, extra_headers: str = "") -> bytes:
-    """A whole answer, head and JSON body, for an error found by the server itself."""
-    body = json.dumps({"error": message}).encode("utf-8")
-    return (f"HTTP/1.1 {_status_line(code)}\r\nDate: {http_date()}\r\nServer: {SERVER_NAME}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-            f"{extra_headers}Connection: close\r\n\r\n").encode("latin-1") + body
 
 
 class _Connection:
     """One client connection and what the loop knows about it."""
 
     __slots__ = ("address", "busy", "close_after", "deadline", "eof", "inbox", "lingering",
-                 "outbox", "pending_head", "sock", "unread", "watching")
+                 "outbox", "pending_head", "scanned", "sock", "unread", "watching")
 
     def __init__(self, sock: socket.socket, address: Any, deadline: float) -> None:
         self.sock = sock
         self.address = address
         self.inbox = bytearray()   # received, not yet parsed
+        self.scanned = 0           # how much of the inbox was searched for a head's end
         self.outbox = bytearray()  # answers not yet sent
         self.busy = False          # a request of this connection is in the app
         self.close_after = False   # close once the answer in progress is sent
@@ -113,108 +79,8 @@ class _Connection:
         self.eof = False           # the client will send nothing more
         self.unread = False        # input was refused unread: linger when closing
         self.watching = 0          # the selector events registered for it
-        self.pending_head: _Head | None = None  # parsed head whose body is still arriving
+        self.pending_head: http11.RequestHead | None = None  # its body is still arriving
         self.deadline = deadline   # closed if nothing moves before this (monotonic)
-
-
-class _Head:
-    """A parsed request head, and its body while it arrives."""
-
-    __slots__ = ("chunked", "expects_continue", "headers", "keep_alive", "length", "method",
-                 "target", "version")
-
-    def __init__(self, method: str, target: str, version: str, headers: http11.Headers,
-                 keep_alive: bool, length: int | None,
-                 chunked: http11.ChunkedDecoder | None) -> None:
-        self.method = method
-        self.target = target
-        self.version = version
-        self.headers = headers
-        self.keep_alive = keep_alive
-        self.length = length
-        self.chunked = chunked
-        self.expects_continue = False
-
-
-class _Job:
-    """One request on its way through the app: ``call`` runs the app, ``collect`` turns its
-    answer into bytes (``output``). Neither raises: an app failure is a 500."""
-
-    __slots__ = ("app", "body_unread", "close", "conn", "environ", "head", "output", "result",
-                 "status", "written")
-
-    def __init__(self, conn: _Connection, head: _Head, environ: dict[str, Any],
-                 app: Callable[..., Any], body_unread: bool) -> None:
-        self.conn = conn
-        self.head = head
-        self.environ = environ
-        self.app = app
-        self.body_unread = body_unread  # the body was refused, not read: close afterwards
-        self.result: Iterable[bytes] | None = None
-        self.status: tuple[str, list[tuple[str, str]]] | None = None
-        self.written: list[bytes] = []
-        self.output: bytes | None = None
-        self.close = False  # the connection closes after this answer
-
-    def _start_response(self, status: str, headers: list[tuple[str, str]],
-                        exc_info: Any = None) -> Callable[[bytes], None]:
-        # nothing is sent before the answer is complete, so a second call (with exc_info,
-        # after an error) may always replace the first
-        self.status = (status, headers)
-        return self.written.append
-
-    def call(self, draining: bool) -> None:
-        try:
-            self.result = self.app(self.environ, self._start_response)
-        except Exception:  # a bug in the app: answer 500, keep the server up
-            self._failed()
-
-    def collect(self, draining: bool) -> None:
-        if self.output is not None:
-            return
-        try:
-            content = b"".join([*self.written, *(self.result or ())])
-        except Exception:
-            self._failed()
-            return
-        finally:
-            close = getattr(self.result, "close", None)
-            if close is not None:
-                with contextlib.suppress(Exception):
-                    close()
-        if self.status is None:
-            logger.error("minidl.serving: the WSGI app returned no status for %s %s",
-                         self.head.method, self.head.target)
-            self.output = _error_answer(500, "Internal server error")
-            self.close = True
-            return
-        status, headers = self.status
-        close = self.close = (
-            draining or not self.head.keep_alive or self.body_unread
-            or any(k.lower() == "connection" and v.lower() == "close" for k, v in headers))
-        lines = [f"HTTP/1.1 {status}", f"Date: {http_date()}", f"Server: {SERVER_NAME}"]
-        lines += [f"{name}: {value}" for name, value in headers
-                  if name.lower() not in ("connection", "date", "server", "content-length")]
-        if self.head.method == "HEAD":  # the length of the body a GET would have had
-            announced = [v for k, v in headers if k.lower() == "content-length"]
-            lines.append(f"Content-Length: {announced[0] if announced else len(content)}")
-            content = b""
-        else:
-            lines.append(f"Content-Length: {len(content)}")
-        if close:
-            lines.append("Connection: close")
-        elif self.head.version == "HTTP/1.0":
-            lines.append("Connection: keep-alive")
-        self.output = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + content
-        if logger.isEnabledFor(logging.DEBUG):  # every request passes here: format only if shown
-            logger.debug("minidl.serving: %s %s %s -> %s", self.conn.address[0],
-                         self.head.method, self.head.target, status)
-
-    def _failed(self) -> None:
-        logger.exception("minidl.serving: the WSGI app failed on %s %s", self.head.method,
-                         self.head.target)
-        self.output = _error_answer(500, "Internal server error")
-        self.close = True
 
 
 class ServingHTTPServer:
@@ -254,9 +120,9 @@ class ServingHTTPServer:
         self._in_app_since: float | None = None  # when the loop's owner entered the app
         self._last_app_entry = 0.0
         # jobs of the turn, shared so that a thread taking the loop over finds them
-        self._to_call: deque[_Job] = deque()     # the app is to be called
-        self._to_collect: deque[_Job] = deque()  # the answer is to be read
-        self._to_send: deque[_Job] = deque()     # answered by a thread that lost the loop
+        self._to_call: deque[WSGIJob] = deque()     # the app is to be called
+        self._to_collect: deque[WSGIJob] = deque()  # the answer is to be read
+        self._to_send: deque[WSGIJob] = deque()     # answered by a thread that lost the loop
         self._jobs_lock = threading.Lock()
         self._stopping = False
         self._listening = True
@@ -336,17 +202,20 @@ class ServingHTTPServer:
                 if self._finished.is_set():
                     self._loop_lock.release()
                     return
+                if self._in_app_since != since:  # that call ended; the owner is in another
+                    self._loop_lock.release()
+                    continue
                 self._in_app_since = None  # the loop's owner (this thread) is not in the app
                 self._start_standby()
                 self._own_loop()
                 return
 
-    def _in_app(self, step: Callable[[_Job, bool], None], job: _Job) -> bool:
-        """Run ``step(job, stopping)`` with the loop free for a standby to take; True if this
-        thread still owns the loop afterwards. Only the owner writes ``_in_app_since``."""
+    def _in_app(self, work: Callable[[], None]) -> bool:
+        """Run ``work`` with the loop free for a standby to take; True if this thread still
+        owns the loop afterwards. Only the owner writes ``_in_app_since``."""
         self._in_app_since = self._last_app_entry = time.monotonic()
         self._loop_lock.release()
-        step(job, self._stopping)  # never raises: a job turns errors into answers
+        work()  # never raises: a job turns errors into answers
         if not self._loop_lock.acquire(blocking=False):
             return False
         self._in_app_since = None
@@ -388,23 +257,32 @@ class ServingHTTPServer:
     def _run_jobs(self) -> bool:
         """Call the app for every job, then collect every answer and send it; False if another
         thread took the loop meanwhile (it finds the jobs left in the shared queues). Calling
-        first lets a batching app queue the rows of all of them before the first waits."""
+        first lets a batching app queue the rows of all of them before the first waits;
+        answers already computed are collected before those that may wait for a batch."""
         while True:
             with self._jobs_lock:
                 if self._to_send:
-                    job, step, then = self._to_send.popleft(), None, None
+                    job = self._to_send.popleft()
+                    work = None
                 elif self._to_call:
-                    job, step, then = self._to_call.popleft(), _Job.call, self._to_collect
+                    job = self._to_call.popleft()
+                    work = job.call
                 elif self._to_collect:
-                    job, step, then = self._to_collect.popleft(), _Job.collect, self._to_send
+                    job = self._to_collect.popleft()
+                    work = functools.partial(job.collect, self._stopping)
                 else:
                     return True
-            if step is None:
+            if work is None:
                 self._answered(job)
                 continue
-            owner = self._in_app(step, job)
+            owner = self._in_app(work)
             with self._jobs_lock:
-                then.append(job)
+                if job.output is not None:
+                    self._to_send.append(job)
+                elif job.ready:
+                    self._to_collect.appendleft(job)
+                else:
+                    self._to_collect.append(job)
             if not owner:
                 self._wake()  # the loop's new owner may be waiting in select()
                 return False
@@ -414,7 +292,8 @@ class ServingHTTPServer:
     def _select_timeout(self) -> float:
         return max(0.0, min(self._poll_interval, self._next_timeout_check - time.monotonic()))
 
-    def _handle_events(self, events: list[tuple[selectors.SelectorKey, int]]) -> list[_Job]:
+    def _handle_events(self, events: list[tuple[selectors.SelectorKey, int]]
+                       ) -> list[WSGIJob]:
         jobs = []
         for key, mask in events:
             if key.fileobj is self.socket:
@@ -450,11 +329,15 @@ class ServingHTTPServer:
             except OSError as error:  # out of file descriptors: try again next turn
                 logger.warning("minidl.serving: accept failed: %s", error)
                 return
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:  # reset before it was accepted
+                sock.close()
+                continue
             if len(self._connections) >= self.max_connections:
                 with contextlib.suppress(OSError):  # a best effort: the client may be gone
-                    sock.send(_error_answer(
+                    sock.send(error_answer(
                         503, f"Server busy: all {self.max_connections} connections are in use "
                              "(--rest_api_num_threads); retry later", "Retry-After: 1\r\n"))
                     sock.shutdown(socket.SHUT_WR)
@@ -465,10 +348,16 @@ class ServingHTTPServer:
             self._connections[id(conn)] = conn
             self._watch(conn, selectors.EVENT_READ)
 
-    def _read(self, conn: _Connection) -> _Job | None:
+    def _read(self, conn: _Connection) -> WSGIJob | None:
         if conn.busy:  # its request is in the app (on another thread): read later
             self._watch(conn, 0)
             return None
+        if conn.inbox and conn.pending_head is None and not conn.lingering:
+            # a request received behind the last answer comes first: reading only when
+            # the inbox holds no whole request bounds what a pipelining client can pile up
+            job = self._parse(conn)
+            if job is not None or conn.close_after:
+                return job
         try:
             data = conn.sock.recv(READ_SIZE)
         except (BlockingIOError, InterruptedError):
@@ -498,7 +387,7 @@ class ServingHTTPServer:
             if not conn.busy and now > conn.deadline:
                 self._close(conn)  # idle, stalled in a request or answer, or done lingering
             elif (self._stopping and not conn.busy and not conn.inbox and not conn.outbox
-                  and not conn.lingering):
+                  and not conn.lingering and conn.pending_head is None):
                 self._close(conn)  # idle
 
     def _stop_accepting(self) -> None:
@@ -511,64 +400,31 @@ class ServingHTTPServer:
 
     # ------------------------------------------------------------------ requests
 
-    def _parse(self, conn: _Connection) -> _Job | None:
+    def _parse(self, conn: _Connection) -> WSGIJob | None:
         """The next complete request in ``conn.inbox`` as a job, or None (not all here yet,
         or refused: then the error answer is on its way and the connection closes)."""
+        inbox = conn.inbox
         try:
             head = conn.pending_head
             if head is None:
-                head = self._parse_head(conn)
-                if head is None:
+                while inbox[:2] == b"\r\n" or inbox[:1] == b"\n":  # blank lines before it
+                    del inbox[:2 if inbox[:1] == b"\r" else 1]
+                end = http11.find_head_end(inbox, conn.scanned)
+                if end is None:
+                    conn.scanned = len(inbox)
                     return None
+                head = http11.RequestHead(bytes(inbox[:end]), self.max_body_bytes)
+                del inbox[:end]
+                conn.scanned = 0
             return self._take_body(conn, head)
         except http11.BadRequest as error:
             conn.pending_head = None
-            conn.inbox.clear()
-            self._refuse(conn, error.code, error.message)
+            inbox.clear()
+            conn.close_after = conn.unread = True
+            self._send(conn, error_answer(error.code, error.message))
             return None
 
-    def _parse_head(self, conn: _Connection) -> _Head | None:
-        inbox = conn.inbox
-        while inbox[:2] == b"\r\n" or inbox[:1] == b"\n":  # blank lines before a request
-            del inbox[:2 if inbox[:1] == b"\r" else 1]
-        line_end = inbox.find(b"\n", 0, http11.MAX_LINE + 1)
-        if line_end < 0:
-            if len(inbox) > http11.MAX_LINE:
-                raise http11.BadRequest(414, "Request line too long")
-            return None
-        end = _HEAD_END.search(inbox, line_end - 1 if line_end else 0)
-        if end is None:
-            if len(inbox) > MAX_HEAD_BYTES:
-                raise http11.BadRequest(431, "Request header fields too large")
-            return None
-        head_bytes = bytes(inbox[:end.end()])
-        del inbox[:end.end()]
-        request_line, _, header_bytes = head_bytes.partition(b"\n")
-        method, target, version, number = http11.parse_request_line(
-            request_line.decode("latin-1").rstrip("\r"))
-        headers = http11.read_headers(io.BytesIO(header_bytes))
-        connection = (headers.get("Connection") or "").lower()
-        # HTTP/1.1 keeps the connection open unless told otherwise; 1.0 only when asked
-        keep_alive = connection != "close" and (number >= (1, 1) or connection == "keep-alive")
-        transfer_encoding = headers.get("Transfer-Encoding")
-        lengths = headers.get_all("Content-Length") or []
-        chunked = None
-        if transfer_encoding is not None:
-            if transfer_encoding.strip().lower() != "chunked" or lengths:
-                raise http11.BadRequest(400, "Only 'Transfer-Encoding: chunked', without "
-                                             "Content-Length, is supported")
-            length = None
-            chunked = http11.ChunkedDecoder(self.max_body_bytes)
-        elif len(lengths) > 1 or (lengths and http11.parse_content_length(lengths[0]) is None):
-            raise http11.BadRequest(400, "Invalid Content-Length")
-        else:
-            length = http11.parse_content_length(lengths[0]) if lengths else 0
-        head = _Head(method, target, version, headers, keep_alive, length, chunked)
-        head.expects_continue = ((headers.get("Expect") or "").lower() == "100-continue"
-                                 and number >= (1, 1))
-        return head
-
-    def _take_body(self, conn: _Connection, head: _Head) -> _Job | None:
+    def _take_body(self, conn: _Connection, head: http11.RequestHead) -> WSGIJob | None:
         inbox = conn.inbox
         if head.length is not None and head.length > self.max_body_bytes:
             # refused unread (and no "100 Continue"): the app answers 413 from the length
@@ -585,65 +441,29 @@ class ServingHTTPServer:
             del inbox[:head.length]
             return self._job(conn, head, body, body_unread=False)
         if head.expects_continue and conn.pending_head is None:
+            # set first: the connection waits for a body, not for another request
             conn.pending_head = head
             self._send(conn, _CONTINUE)
         conn.pending_head = head  # the rest of the body is on its way
         return None
 
-    def _job(self, conn: _Connection, head: _Head, body: bytes, body_unread: bool) -> _Job:
+    def _job(self, conn: _Connection, head: http11.RequestHead, body: bytes,
+             body_unread: bool) -> WSGIJob:
         conn.pending_head = None
         conn.busy = True
         if body_unread:
             conn.inbox.clear()
             conn.unread = True
-        path, _, query = head.target.partition("?")
-        if path.startswith("//"):  # "//host/path" would read as a URL without scheme
-            path = "/" + path.lstrip("/")
-        host, port = self.server_address[:2]
-        environ: dict[str, Any] = {
-            "REQUEST_METHOD": head.method,
-            "SCRIPT_NAME": "",
-            "PATH_INFO": unquote(path, encoding="latin-1"),
-            "QUERY_STRING": query,
-            "SERVER_NAME": str(host),
-            "SERVER_PORT": str(port),
-            "SERVER_PROTOCOL": head.version,
-            "REMOTE_ADDR": str(conn.address[0]) if conn.address else "",
-            "wsgi.version": (1, 0),
-            "wsgi.url_scheme": "http",
-            "wsgi.input": io.BytesIO(body),
-            "wsgi.input_terminated": True,
-            "wsgi.errors": sys.stderr,
-            "wsgi.multithread": True,  # slow requests run on other threads
-            "wsgi.multiprocess": False,
-            "wsgi.run_once": False,
-        }
-        if head.length is not None:
-            environ["CONTENT_LENGTH"] = str(head.length)  # normalised: plain digits
-        content_type = head.headers.get("Content-Type")
-        if content_type is not None:
-            environ["CONTENT_TYPE"] = content_type
-        for name, value in head.headers.items():
-            # "X_API_Key" must not pass for "X-API-Key": drop names with underscores
-            if "_" in name or name.lower() in ("content-type", "content-length"):
-                continue
-            key = "HTTP_" + name.upper().replace("-", "_")
-            environ[key] = f"{environ[key]},{value}" if key in environ else value
-        return _Job(conn, head, environ, self.app, body_unread)
+        environ = build_environ(head, body, self.server_address, conn.address)
+        return WSGIJob(self.app, head, environ, body_unread, conn)
 
-    def _answered(self, job: _Job) -> None:
-        conn = job.conn
+    def _answered(self, job: WSGIJob) -> None:
+        conn: _Connection = job.connection
         conn.busy = False
         conn.close_after = conn.close_after or job.close
-        if id(conn) not in self._connections:
-            return  # closed meanwhile
         self._watch(conn, selectors.EVENT_READ)
         assert job.output is not None
         self._send(conn, job.output)
-
-    def _refuse(self, conn: _Connection, code: int, message: str) -> None:
-        conn.close_after = conn.unread = True
-        self._send(conn, _error_answer(code, message))
 
     # ------------------------------------------------------------------ writing, closing
 
