@@ -3,7 +3,7 @@
 Single-row ``POST /v1/models/m:predict`` requests for a 64-64-10 model (Dense 64 relu, Dense
 10 softmax, float32), from 1, 8 and 32 concurrent keep-alive clients, against:
 
-* ``minidl``: ``python -m minidl serve`` (the built-in threaded HTTP/1.1 server), without and
+* ``minidl``: ``python -m minidl serve`` (the built-in event-loop HTTP/1.1 server), without and
   with ``--enable_batching`` (default batch options), and started under ``taskset -c`` on one
   core (a deployment choice measured here: see benchmarks/SERVING.md);
 * ``no-op app``: the same server running minidl's own WSGI app with a stub model whose
