@@ -5,7 +5,8 @@ system call: on 2 cores at 8 keep-alive clients that is 15-20 ``futex`` calls pe
 p99 latency twice the median's worth of 5 ms switch intervals (benchmarks/SERVING.md). Here
 one thread owns a ``selectors`` loop: it accepts connections, reads what clients send into a
 buffer per connection, parses complete requests (:mod:`minidl.serving.http11`), calls the app
-and writes the answers without blocking. A fast request never waits for another thread.
+(:mod:`minidl.serving.wsgi`) and writes the answers without blocking. A fast request never
+waits for another thread.
 
 **Slow requests** (a big model, a big batch) must not stall everyone else. A standby thread
 looks every ``TAKEOVER_AFTER`` seconds: when the loop's owner has been inside the app longer
@@ -92,14 +93,13 @@ class ServingHTTPServer:
     """
 
     def __init__(self, address: tuple[str, int], app: Callable[..., Any], *,
-                 max_connections: int = 64, keep_alive_timeout: float = 15.0,
-                 max_body_bytes: int | None = None) -> None:
+                 max_connections: int = 64, keep_alive_timeout: float = 15.0) -> None:
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.app = app
         self.max_connections = max_connections
         self.keep_alive_timeout = keep_alive_timeout
-        self.max_body_bytes = (max_body_bytes if max_body_bytes is not None
-                               else getattr(app, "max_body_bytes", _DEFAULT_MAX_BODY_BYTES))
+        # bodies over the app's limit are refused before they are read (413)
+        self.max_body_bytes = getattr(app, "max_body_bytes", _DEFAULT_MAX_BODY_BYTES)
         self.socket = socket.socket(family, socket.SOCK_STREAM)
         try:
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -122,7 +122,7 @@ class ServingHTTPServer:
         # jobs of the turn, shared so that a thread taking the loop over finds them
         self._to_call: deque[WSGIJob] = deque()     # the app is to be called
         self._to_collect: deque[WSGIJob] = deque()  # the answer is to be read
-        self._to_send: deque[WSGIJob] = deque()     # answered by a thread that lost the loop
+        self._to_send: deque[WSGIJob] = deque()     # the answer is ready to send
         self._jobs_lock = threading.Lock()
         self._stopping = False
         self._listening = True
