@@ -15,7 +15,6 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -28,6 +27,7 @@ from test_serving_support import (
     metric_value,
     running_server,
     save_version,
+    serving,
     wait_until,
 )
 
@@ -36,7 +36,6 @@ from minidl.serving import ModelConfig, ModelManager, ServingApp, create_app, ht
 from minidl.serving import server as server_module
 from minidl.serving.app import run_model
 from minidl.serving.batching import Batcher
-from minidl.serving.server import make_server
 
 ROWS = [[0.1, -0.2, 0.3, 0.4], [1.0, 2.0, -3.0, 0.5]]
 OTHER_ROWS = [[7.0, 8.0, 9.0, 10.0]]
@@ -171,26 +170,6 @@ def assert_status_answer(answer: Answer) -> None:
 def nothing_to_read(sock: socket.socket) -> bool:
     readable, _, _ = select.select([sock], [], [], 0)
     return not readable
-
-
-@contextlib.contextmanager
-def serving(app: Any, **options: Any) -> Iterator[tuple[Any, threading.Thread]]:
-    """Like ``running_server``, but yields the server itself (for shutdown and drain) and the
-    thread running ``serve_forever``."""
-    server = make_server(app, "127.0.0.1", 0, **options)
-    loop = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                            daemon=True)
-    loop.start()
-    try:
-        yield server, loop
-    finally:
-        server.shutdown()
-        server.server_close()
-        server.drain(1.0)
-        loop.join(5)
-        close = getattr(app, "close", None)
-        if close is not None:
-            close()
 
 
 # ---------------------------------------------------------------- 1. slow requests

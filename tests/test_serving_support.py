@@ -63,14 +63,15 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(app: Any, **server_options: Any) -> Iterator[str]:
-    """Serve ``app`` on 127.0.0.1 (a free port) in a thread; yields the base URL."""
+def serving(app: Any, **server_options: Any) -> Iterator[tuple[Any, threading.Thread]]:
+    """Serve ``app`` on 127.0.0.1 (a free port) in a thread; yields the server (for shutdown
+    and drain) and the thread running ``serve_forever``. Stops both, and the app, at exit."""
     server = make_server(app, "127.0.0.1", 0, **server_options)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                               daemon=True)
     thread.start()
     try:
-        yield server.url
+        yield server, thread
     finally:
         server.shutdown()
         server.server_close()
@@ -79,6 +80,13 @@ def running_server(app: Any, **server_options: Any) -> Iterator[str]:
         close = getattr(app, "close", None)
         if close is not None:
             close()
+
+
+@contextlib.contextmanager
+def running_server(app: Any, **server_options: Any) -> Iterator[str]:
+    """Serve ``app`` on 127.0.0.1 (a free port) in a thread; yields the base URL."""
+    with serving(app, **server_options) as (server, _):
+        yield server.url
 
 
 class FakeModel:
