@@ -15,7 +15,7 @@ import requests
 from test_serving_support import (
     INPUT_DIM,
     OUTPUT_DIM,
-    FakeModel,
+    gated_app,
     running_server,
     save_version,
     wait_until,
@@ -23,7 +23,7 @@ from test_serving_support import (
 )
 
 from minidl.model import load_model
-from minidl.serving import ModelConfig, ModelManager, ServingApp, create_app, make_server
+from minidl.serving import create_app, make_server
 
 ROWS = [[0.1, -0.2, 0.3, 0.4], [1.0, 2.0, -3.0, 0.5], [0.0, 0.0, 0.0, 0.0]]
 
@@ -406,16 +406,6 @@ def test_malformed_http_gets_a_json_4xx(small_body_url, head):
 
 
 # ---------------------------------------------------------------- 429 / 503
-
-def gated_app(base_path, gate, **options):
-    """An app serving a FakeModel (y = 2x) that waits for ``gate`` in predict."""
-    model = FakeModel(gate=gate)
-    (base_path / "1").mkdir()
-    (base_path / "1" / "model.npz").write_bytes(b"stand-in")
-    manager = ModelManager([ModelConfig("m", str(base_path))],
-                           file_system_poll_wait_seconds=0, loader=lambda path: model)
-    return ServingApp(manager, **options), model
-
 
 def test_overload_is_shed_with_429_and_recovers(tmp_path):
     gate = threading.Event()

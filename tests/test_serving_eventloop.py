@@ -23,7 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_serving_support import (
     INPUT_DIM,
-    FakeModel,
+    gated_app,
     metric_value,
     running_server,
     save_version,
@@ -32,7 +32,7 @@ from test_serving_support import (
 )
 
 from minidl.model import load_model
-from minidl.serving import ModelConfig, ModelManager, ServingApp, create_app, http11
+from minidl.serving import create_app, http11
 from minidl.serving import server as server_module
 from minidl.serving.app import run_model
 from minidl.serving.batching import Batcher
@@ -46,16 +46,6 @@ READ_TIMEOUT = 5.0
 
 
 # ---------------------------------------------------------------- helpers
-
-def gated_app(base_path, gate: threading.Event | None, **options: Any):
-    """An app serving a FakeModel (y = 2x) named "m" that waits for ``gate`` in predict."""
-    model = FakeModel(gate=gate)
-    (base_path / "1").mkdir()
-    (base_path / "1" / "model.npz").write_bytes(b"stand-in")
-    manager = ModelManager([ModelConfig("m", str(base_path))],
-                           file_system_poll_wait_seconds=0, loader=lambda path: model)
-    return ServingApp(manager, **options), model
-
 
 def predict_body(rows) -> bytes:
     return json.dumps({"instances": rows}).encode()

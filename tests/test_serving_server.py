@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 import requests
 from test_serving_support import (
-    FakeModel,
     free_port,
+    gated_app,
     save_version,
     wait_until,
 )
 
 from minidl.model import load_model
-from minidl.serving import ModelConfig, ModelManager, ServingApp, build_arg_parser, main
+from minidl.serving import build_arg_parser, main
 from minidl.serving.server import make_server
 
 ROWS = [[0.1, -0.2, 0.3, 0.4], [1.0, 2.0, -3.0, 0.5]]
@@ -108,11 +108,7 @@ def test_flags_are_tensorflow_model_servers():
 
 def test_drain_lets_the_request_in_progress_finish(tmp_path):
     gate = threading.Event()
-    model = FakeModel(gate=gate)
-    (tmp_path / "1").mkdir()
-    (tmp_path / "1" / "model.npz").write_bytes(b"stand-in")
-    app = ServingApp(ModelManager([ModelConfig("m", str(tmp_path))],
-                                  file_system_poll_wait_seconds=0, loader=lambda path: model))
+    app, model = gated_app(tmp_path, gate)
     server = make_server(app, "127.0.0.1", 0)
     loop = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     loop.start()
@@ -139,11 +135,7 @@ def test_drain_lets_the_request_in_progress_finish(tmp_path):
 
 def test_drain_gives_up_after_the_grace_period(tmp_path):
     gate = threading.Event()
-    model = FakeModel(gate=gate)
-    (tmp_path / "1").mkdir()
-    (tmp_path / "1" / "model.npz").write_bytes(b"stand-in")
-    app = ServingApp(ModelManager([ModelConfig("m", str(tmp_path))],
-                                  file_system_poll_wait_seconds=0, loader=lambda path: model))
+    app, model = gated_app(tmp_path, gate)
     server = make_server(app, "127.0.0.1", 0)
     loop = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     loop.start()

@@ -17,7 +17,7 @@ import numpy as np
 
 from minidl.layers import Dense
 from minidl.model import Sequential
-from minidl.serving import make_server
+from minidl.serving import ModelConfig, ModelManager, ServingApp, make_server
 
 INPUT_DIM = 4
 OUTPUT_DIM = 3
@@ -111,6 +111,19 @@ class FakeModel:
         if self.fail_with is not None:
             raise self.fail_with
         return x * 2
+
+
+def gated_app(base_path: Any, gate: threading.Event | None,
+              **options: Any) -> tuple[ServingApp, FakeModel]:
+    """An app serving a FakeModel (y = 2x) named "m" that waits for ``gate`` in predict;
+    ``options`` go to ServingApp. Returns the app and the model."""
+    model = FakeModel(gate=gate)
+    os.makedirs(os.path.join(os.fspath(base_path), "1"))
+    with open(os.path.join(os.fspath(base_path), "1", "model.npz"), "wb") as file:
+        file.write(b"stand-in")  # never read: the loader hands out the FakeModel
+    manager = ModelManager([ModelConfig("m", os.fspath(base_path))],
+                           file_system_poll_wait_seconds=0, loader=lambda path: model)
+    return ServingApp(manager, **options), model
 
 
 def metric_value(text: str, sample: str) -> float:

@@ -32,10 +32,7 @@ _HEAD_END = re.compile(rb"\r?\n\r?\n")
 
 def status_line(code: int) -> str:
     """``"404 Not Found"``: the code and its reason phrase."""
-    try:
-        return f"{code} {HTTPStatus(code).phrase}"
-    except ValueError:
-        return f"{code} Error"
+    return f"{code} {HTTPStatus(code).phrase}"
 
 
 class BadRequest(ValueError):
