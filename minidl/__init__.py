@@ -25,6 +25,7 @@ from minidl.layers import (
     Layer,
     LeakyReLU,
     Linear,
+    Normalization,
     ReLU,
     Sigmoid,
     Softmax,
@@ -46,7 +47,7 @@ __all__ = [
     "L1", "L1L2", "L2", "SGD", "Adagrad", "Adam", "AdamW", "BinaryCrossEntropy", "Callback",
     "CrossEntropy", "Dense", "Dropout", "EarlyStopping", "Flatten", "History", "LambdaCallback",
     "Layer", "LeakyReLU", "LearningRateScheduler", "Linear", "Loss", "MeanAbsoluteError",
-    "MeanSquaredError", "ModelCheckpoint", "ModelFormatError", "Optimizer", "Parameter",
-    "ProgressBar", "RMSprop", "ReLU", "Sequential", "Sigmoid", "Softmax", "Tanh", "__version__",
-    "data", "functional", "load_model", "metrics", "regularizers",
+    "MeanSquaredError", "ModelCheckpoint", "ModelFormatError", "Normalization", "Optimizer",
+    "Parameter", "ProgressBar", "RMSprop", "ReLU", "Sequential", "Sigmoid", "Softmax", "Tanh",
+    "__version__", "data", "functional", "load_model", "metrics", "regularizers",
 ]

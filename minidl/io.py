@@ -321,7 +321,7 @@ def _message(path: str | os.PathLike[str], problems: list[str]) -> str:
 @contextlib.contextmanager
 def _opened(path: str | os.PathLike[str]) -> Iterator[tuple[zipfile.ZipFile, dict, int]]:
     """The open archive and its checked JSON document; _Unreadable if it is not a minidl file."""
-    with open(path, "rb") as file:
+    with _open_regular_file(path) as file:
         file_size = os.fstat(file.fileno()).st_size
         if not zipfile.is_zipfile(file):
             raise _Unreadable("not a minidl model file: it is not a zip archive (empty, "
@@ -352,6 +352,33 @@ def _opened(path: str | os.PathLike[str]) -> Iterator[tuple[zipfile.ZipFile, dic
                                   f"shape {npy.shape}; expected a 1-D uint8 array of UTF-8 JSON")
             document = _parse_document(bytes(npy.data[npy.offset:]))
             yield archive, document, file_size
+
+
+def _open_regular_file(path: str | os.PathLike[str]) -> BinaryIO:
+    """``path`` opened for reading if it is a regular file (a link to one is fine).
+
+    A FIFO would block ``open`` until a writer comes and ``/dev/zero`` never ends, so the
+    file is opened without blocking and its kind checked on the opened descriptor: no
+    window between the check and the open in which the path could be swapped.
+    """
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+                         | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(descriptor).st_mode
+        if not stat.S_ISREG(mode):
+            raise _Unreadable(f"not a regular file but {_file_kind(mode)}; a model file must "
+                              f"be a regular file")
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+def _file_kind(mode: int) -> str:
+    kinds = [(stat.S_ISDIR, "a folder (a model folder holds model.npz)"),
+             (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")]
+    return next((kind for test, kind in kinds if test(mode)), f"a file of mode {oct(mode)}")
 
 
 def _key_of(member_name: str) -> str:

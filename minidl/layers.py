@@ -12,7 +12,7 @@ by default) and a float32 batch gives float32 outputs and float32 gradients.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -62,6 +62,23 @@ class Layer(Configurable):
 
     def parameters(self) -> list[Parameter]:
         return []
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The arrays the layer keeps but does not train (``Normalization``'s mean and
+        variance), by name: saved with the model beside the parameters and written back in
+        place by ``load_model``. Empty for most layers."""
+        return {}
+
+    def weight_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+        """The shape of every array the layer saves (parameters and state), by name, for
+        inputs of ``input_shape``; computed without building anything, so that a loader can
+        check a file against the architecture before it allocates."""
+        return {}
+
+    def declared_input_shape(self) -> tuple[int, ...] | None:
+        """The example shape this layer was told to expect (Keras' ``input_shape=``), or
+        None: a ``Sequential`` whose first layer declares one is built at construction."""
+        return None
 
     def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Shape of one output example for one input example of ``input_shape``."""
@@ -421,17 +438,22 @@ class Dense(Layer):
     ``kernel_regularizer``/``bias_regularizer``: a ``minidl.regularizers`` penalty, its
     serialized dict, or None; attached to the parameter as ``.regularizer``.
 
-    Without ``input_dim`` the layer builds itself on its first call, from ``x.shape[1]`` and
-    ``x.dtype`` (float32 for integer input), with an unseeded generator.
+    ``input_dim=64`` or Keras' ``input_shape=[64]`` (the same thing for vectors) fixes the
+    number of input features; as a model's first layer it builds the model at once. Without
+    them the layer builds itself on its first call, from ``x.shape[1]`` and ``x.dtype``
+    (float32 for integer input), with an unseeded generator.
     """
 
     def __init__(self, units: int, activation: str | None = None, use_bias: bool = True,
                  kernel_initializer: str = "glorot_uniform", bias_initializer: str = "zeros",
                  kernel_regularizer: Regularizer | dict | None = None,
                  bias_regularizer: Regularizer | dict | None = None,
-                 input_dim: int | None = None) -> None:
+                 input_dim: int | None = None,
+                 input_shape: Sequence[int] | None = None) -> None:
         super().__init__()
         self.units = _positive_int(units, "units")
+        if input_shape is not None:
+            input_dim = _input_dim_of_shape(input_shape, input_dim)
         self.input_dim = None if input_dim is None else _positive_int(input_dim, "input_dim")
         self.activation = activation_from_name(activation)
         self._activation_name = activation
@@ -453,18 +475,17 @@ class Dense(Layer):
 
         Building again draws fresh parameters (new Parameter objects).
         """
-        fan_in = self._check_input_shape(tuple(input_shape))
+        shapes = self.weight_shapes(tuple(input_shape))
         self.dtype = _layer_dtype(dtype, "Dense")
         rng = np.random.default_rng() if rng is None else rng
-        kernel_shape = (fan_in, self.units)
-        kernel = INITIALIZERS[self.kernel_initializer](kernel_shape, rng)
+        kernel = INITIALIZERS[self.kernel_initializer](shapes["kernel"], rng)
         self.kernel = Parameter(kernel.astype(self.dtype), name="kernel",
                                 regularizer=self.kernel_regularizer)
         if self.use_bias:
-            bias = INITIALIZERS[self.bias_initializer]((self.units,), rng)
+            bias = INITIALIZERS[self.bias_initializer](shapes["bias"], rng)
             self.bias = Parameter(bias.astype(self.dtype), name="bias",
                                   regularizer=self.bias_regularizer)
-        self.input_dim = fan_in
+        self.input_dim = shapes["kernel"][0]
         self._x = None
         if self.activation is not None:
             self.activation.build((self.units,), dtype=self.dtype, rng=rng)
@@ -478,6 +499,16 @@ class Dense(Layer):
             raise ValueError(f"Dense: expected input with {self.input_dim} features, "
                              f"found {input_shape[0]}")
         return int(input_shape[0])
+
+    def weight_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+        fan_in = self._check_input_shape(tuple(input_shape))
+        shapes = {"kernel": (fan_in, self.units)}
+        if self.use_bias:
+            shapes["bias"] = (self.units,)
+        return shapes
+
+    def declared_input_shape(self) -> tuple[int, ...] | None:
+        return None if self.input_dim is None else (self.input_dim,)
 
     def parameters(self) -> list[Parameter]:
         """``[kernel, bias]`` (``[kernel]`` without bias); empty before the layer is built."""
@@ -551,6 +582,30 @@ class Dense(Layer):
             "bias_regularizer": regularizers.serialize(self.bias_regularizer),
             "input_dim": self.input_dim,
         }
+
+
+def _input_dim_of_shape(input_shape: Any, input_dim: int | None) -> int:
+    """Keras' ``input_shape=[n]`` for a Dense layer: the number of features ``n``."""
+    shape = _example_shape(input_shape, "Dense")
+    if len(shape) != 1:
+        raise ValueError(f"Dense: input_shape must have one entry (features per example), "
+                         f"got {list(shape)}; put a Flatten(input_shape=...) layer first")
+    if input_dim is not None and input_dim != shape[0]:
+        raise ValueError(f"Dense: input_dim={input_dim} and input_shape={list(shape)} "
+                         f"disagree; give one of them")
+    return shape[0]
+
+
+def _example_shape(input_shape: Any, layer_name: str) -> tuple[int, ...]:
+    """``input_shape`` (one example, no batch axis) as a tuple of positive ints."""
+    if isinstance(input_shape, (int, np.integer)) and not isinstance(input_shape, bool):
+        input_shape = (input_shape,)
+    if not isinstance(input_shape, (list, tuple)) or not input_shape or any(
+            isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1
+            for n in input_shape):
+        raise ValueError(f"{layer_name}: input_shape must be a list of positive ints (one "
+                         f"example, without the batch axis), got {input_shape!r}")
+    return tuple(int(n) for n in input_shape)
 
 
 def _positive_int(value: Any, argument: str) -> int:
@@ -635,10 +690,15 @@ class Flatten(Layer):
             \Big(\frac{\partial L}{\partial y}\Big)
     """
 
-    def __init__(self) -> None:
+    def __init__(self, input_shape: Sequence[int] | None = None) -> None:
         super().__init__()
+        self.input_shape = None if input_shape is None else list(
+            _example_shape(input_shape, "Flatten"))
         self._input_shape: tuple[int, ...] | None = None
         self._dtype: np.dtype | None = None
+
+    def declared_input_shape(self) -> tuple[int, ...] | None:
+        return None if self.input_shape is None else tuple(self.input_shape)
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         x = self._float_input(x)
@@ -656,11 +716,169 @@ class Flatten(Layer):
         return (math.prod(input_shape),)
 
 
+# ----------------------------------------------------------------------------- Normalization
+
+# Keras' backend epsilon: the smallest standard deviation Normalization divides by
+_NORMALIZATION_EPSILON = 1e-7
+
+
+class Normalization(Layer):
+    r"""Shift and scale the inputs by fixed statistics (Keras' preprocessing layer).
+
+    .. math::
+        y = \frac{x - \mu}{\max(\sigma, \epsilon)}, \qquad
+        \frac{\partial L}{\partial x} = \frac{\partial L}{\partial y}
+            \frac{1}{\max(\sigma, \epsilon)}, \qquad \epsilon = 10^{-7}
+
+    with one mean :math:`\mu` and variance :math:`\sigma^2` per position along ``axis``
+    (default the last: one pair per feature; ``None``: one pair for the whole input), given
+    as ``mean`` and ``variance`` or computed from the training data by ``adapt(x)``
+    (the population variance, as Keras). The floor :math:`\epsilon` maps a constant feature
+    to 0 instead of dividing by 0. ``invert=True`` undoes the normalization:
+    :math:`y = \mu + x \max(\sigma, \epsilon)`.
+
+    The statistics are the layer's state (``state()``), not parameters: training leaves them
+    alone and the model file keeps them (``layers.0.mean``, ``layers.0.variance``), so a
+    model that starts with this layer takes raw data wherever it is loaded or served.
+    Building the layer again (as ``Sequential`` does) keeps adapted statistics.
+    """
+
+    def __init__(self, axis: int | Sequence[int] | None = -1, mean: Any = None,
+                 variance: Any = None, invert: bool = False,
+                 input_shape: Sequence[int] | None = None) -> None:
+        super().__init__()
+        if axis is not None and not isinstance(axis, int):
+            axis = list(axis)
+        if any(isinstance(a, bool) or not isinstance(a, int) for a in self._axes(axis)):
+            raise TypeError(f"Normalization: axis must be an int, a list of ints or None, "
+                            f"got {axis!r}")
+        if (mean is None) != (variance is None):
+            raise ValueError("Normalization: give both mean and variance, or neither (and "
+                             "call adapt(x))")
+        if variance is not None and np.min(variance) < 0:
+            raise ValueError("Normalization: variance must be >= 0")
+        if not isinstance(invert, bool):
+            raise TypeError(f"Normalization: invert must be True or False, got {invert!r}")
+        self.axis = axis
+        # as JSON-able lists: they are part of the config, as in Keras
+        self.mean = None if mean is None else np.asarray(mean, dtype=np.float64).tolist()
+        self.variance = (None if variance is None
+                         else np.asarray(variance, dtype=np.float64).tolist())
+        self.invert = invert
+        self.input_shape = None if input_shape is None else list(
+            _example_shape(input_shape, "Normalization"))
+        self.adapt_mean: np.ndarray | None = None
+        self.adapt_variance: np.ndarray | None = None
+        self._broadcast_shape: tuple[int, ...] | None = None
+        self._scale: np.ndarray | None = None  # max(σ, ε), cached by forward for backward
+
+    @staticmethod
+    def _axes(axis: int | list[int] | None) -> list[int]:
+        if axis is None:
+            return []
+        return [axis] if isinstance(axis, int) else axis
+
+    def _kept_axes(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The axes of a batch (axis 0 the batch) that have statistics of their own."""
+        ndim = len(input_shape) + 1
+        axes = self._axes(self.axis)
+        kept = sorted({a % ndim for a in axes if -ndim <= a < ndim})
+        if len(kept) != len(axes) or 0 in kept:
+            raise ValueError(f"Normalization: axis {self.axis} does not name feature axes of "
+                             f"inputs of shape (batch, {', '.join(map(str, input_shape))}); "
+                             f"the batch axis 0 cannot be one")
+        return tuple(kept)
+
+    def weight_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+        shape = tuple(input_shape[a - 1] for a in self._kept_axes(tuple(input_shape)))
+        return {"mean": shape, "variance": shape}
+
+    def declared_input_shape(self) -> tuple[int, ...] | None:
+        return None if self.input_shape is None else tuple(self.input_shape)
+
+    def build(self, input_shape: tuple[int, ...], *, dtype: DTypeLike = "float32",
+              rng: np.random.Generator | None = None) -> None:
+        """Hold ``mean``/``variance`` (as given, adapted before, or 0 and 1) in ``dtype``."""
+        input_shape = tuple(input_shape)
+        shape = self.weight_shapes(input_shape)["mean"]
+        dtype = _layer_dtype(dtype, "Normalization")
+        kept = self._kept_axes(input_shape)
+        if self.mean is not None:
+            try:
+                mean = np.broadcast_to(np.asarray(self.mean), shape)
+                variance = np.broadcast_to(np.asarray(self.variance), shape)
+            except ValueError as error:
+                raise ValueError(f"Normalization: mean and variance of shape "
+                                 f"{np.shape(self.mean)} do not fit statistics of shape "
+                                 f"{shape}") from error
+        elif self.adapt_mean is not None:
+            if self.adapt_mean.shape != shape:
+                raise ValueError(f"Normalization: adapted to statistics of shape "
+                                 f"{self.adapt_mean.shape}, but inputs of shape {input_shape} "
+                                 f"need shape {shape}")
+            mean, variance = self.adapt_mean, self.adapt_variance
+        else:
+            mean, variance = np.zeros(shape), np.ones(shape)
+        self.adapt_mean = np.array(mean, dtype=dtype)
+        self.adapt_variance = np.array(variance, dtype=dtype)
+        self._broadcast_shape = tuple(n if axis + 1 in kept else 1
+                                      for axis, n in enumerate(input_shape))
+        self.built = True
+
+    def adapt(self, data: Any) -> None:
+        """Compute the mean and (population) variance of ``data`` (a batch) per position
+        along ``axis``, in float64, and keep them as the layer's state."""
+        if self.mean is not None:
+            raise ValueError("Normalization.adapt: this layer was given mean and variance; "
+                             "adapt would overwrite them")
+        data = np.asarray(data)
+        if data.dtype.kind not in "biuf":
+            raise TypeError(f"Normalization.adapt: data must be numeric, got dtype {data.dtype}")
+        if data.ndim < 2 or len(data) == 0:
+            raise ValueError(f"Normalization.adapt: data must be a non-empty batch of shape "
+                             f"(rows, features...), got shape {data.shape}")
+        if not self.built:
+            self.build(data.shape[1:], dtype=data.dtype if data.dtype.kind == "f"
+                       else "float32")
+        expected = self.weight_shapes(data.shape[1:])["mean"]
+        if expected != self.adapt_mean.shape:
+            raise ValueError(f"Normalization.adapt: data of shape {data.shape} gives "
+                             f"statistics of shape {expected}, the layer holds "
+                             f"{self.adapt_mean.shape}")
+        reduced = tuple(a for a in range(data.ndim) if a not in self._kept_axes(data.shape[1:]))
+        # in place: whoever holds the state arrays (a model's weights) sees the new values
+        self.adapt_mean[...] = data.mean(axis=reduced, dtype=np.float64)
+        self.adapt_variance[...] = data.var(axis=reduced, dtype=np.float64)
+
+    def state(self) -> dict[str, np.ndarray]:
+        if self.adapt_mean is None:
+            return {}
+        return {"mean": self.adapt_mean, "variance": self.adapt_variance}
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        x = self._float_input(x)
+        if x.shape[1:] and self.weight_shapes(x.shape[1:])["mean"] != self.adapt_mean.shape:
+            raise ValueError(f"Normalization: inputs of shape {x.shape} do not match "
+                             f"statistics of shape {self.adapt_mean.shape}")
+        mean = self.adapt_mean.reshape(self._broadcast_shape)
+        self._scale = np.maximum(np.sqrt(self.adapt_variance),
+                                 _NORMALIZATION_EPSILON).reshape(self._broadcast_shape)
+        if self.invert:
+            return mean + x * self._scale
+        return (x - mean) / self._scale
+
+    def backward(self, grad_y: np.ndarray) -> np.ndarray:
+        self._require_forward(self._scale)
+        grad_y = np.asarray(grad_y)
+        return grad_y * self._scale if self.invert else grad_y / self._scale
+
+
 # ----------------------------------------------------------------------------- registry
 
 LAYERS: dict[str, type[Layer]] = {
     cls.__name__: cls
-    for cls in (Dense, ReLU, LeakyReLU, Tanh, Sigmoid, Softmax, Linear, Dropout, Flatten)
+    for cls in (Dense, ReLU, LeakyReLU, Tanh, Sigmoid, Softmax, Linear, Dropout, Flatten,
+                Normalization)
 }
 
 

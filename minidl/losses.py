@@ -9,6 +9,8 @@ the probability-space variants (``from_logits=False``) and configuration as data
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from numbers import Real
 from typing import Any
 
@@ -277,17 +279,27 @@ LOSSES: dict[str, type[Loss]] = {
     "MeanAbsoluteError": MeanAbsoluteError,
 }
 
-# the short names that compile(loss=...) accepts
-_NAMES: dict[str, type[Loss]] = {
+# The names that compile(loss=...) accepts. minidl's own names read logits, as PyTorch's
+# losses do; Keras' names keep Keras' default from_logits=False (the model's output is
+# probabilities). Either way a softmax or sigmoid output layer is fused with the loss in
+# training (minidl.model), so the two spellings train alike.
+_NAMES: dict[str, Callable[[], Loss]] = {
     "cross_entropy": CrossEntropy,
     "binary_cross_entropy": BinaryCrossEntropy,
     "mse": MeanSquaredError,
     "mae": MeanAbsoluteError,
+    "mean_squared_error": MeanSquaredError,
+    "MSE": MeanSquaredError,
+    "mean_absolute_error": MeanAbsoluteError,
+    "MAE": MeanAbsoluteError,
+    "categorical_crossentropy": partial(CrossEntropy, from_logits=False),
+    "sparse_categorical_crossentropy": partial(CrossEntropy, from_logits=False),
+    "binary_crossentropy": partial(BinaryCrossEntropy, from_logits=False),
 }
 
 
 def get(name_or_loss: str | Loss) -> Loss:
-    """A new loss with default arguments for a short name, or the given Loss itself."""
+    """A new loss with default arguments for a name in ``_NAMES``, or the Loss itself."""
     if isinstance(name_or_loss, Loss):
         return name_or_loss
     if not isinstance(name_or_loss, str):

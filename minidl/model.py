@@ -53,8 +53,9 @@ class Sequential:
 
     ``Sequential([Dense(64, activation="relu"), Dense(10)], input_dim=64, seed=0)``.
     With ``input_dim`` (features per example; a tuple for inputs that a ``Flatten`` layer
-    flattens) the model is built at once, so ``model.parameters()`` can be handed to an
-    optimizer before ``compile``; without it, the first batch builds it. ``seed`` makes the
+    flattens), or a first layer that declares its input (Keras' ``Dense(1, input_shape=[1])``),
+    the model is built at once, so ``model.parameters()`` can be handed to an optimizer
+    before ``compile``; without either, the first batch builds it. ``seed`` makes the
     initial weights, the shuffling and the dropout masks reproducible: the same seed and data
     give bit-identical weights after ``fit``. ``dtype`` is "float32" (default) or "float64".
     """
@@ -87,8 +88,12 @@ class Sequential:
         self.stop_training = False
         self.epoch = 0  # epochs completed: what fit(initial_epoch=...) resumes from
         self.history: History | None = None
-        if input_dim is not None:
-            self.build(_as_shape(input_dim))
+        declared = self.layers[0].declared_input_shape() if self.layers else None
+        if input_dim is not None and declared is not None and _as_shape(input_dim) != declared:
+            raise ValueError(f"Sequential: input_dim={input_dim!r} but the first layer "
+                             f"expects inputs of shape {list(declared)}; give one of them")
+        if input_dim is not None or declared is not None:
+            self.build(_as_shape(input_dim) if input_dim is not None else declared)
 
     # ------------------------------------------------------------------ structure
 
@@ -139,25 +144,28 @@ class Sequential:
         return [p for layer in self.layers for p in layer.parameters()]
 
     def get_weights(self) -> list[np.ndarray]:
-        """Copies of the parameter arrays, in ``parameters()`` order."""
-        return [p.data.copy() for p in self.parameters()]
+        """Copies of every saved array, layer by layer: each layer's parameters (kernel
+        before bias), then its state (e.g. ``Normalization``'s mean and variance), as Keras
+        orders them."""
+        return [array.copy() for array in self._weight_arrays().values()]
 
     def set_weights(self, weights: Sequence[ArrayLike]) -> None:
-        """Overwrite the parameters in place (optimizers keep their references)."""
-        params = self.parameters()
-        if len(weights) != len(params):
+        """Overwrite what ``get_weights`` lists, in place (optimizers keep their references)."""
+        targets = self._weight_arrays()
+        if len(weights) != len(targets):
             raise ValueError(f"set_weights: got {len(weights)} arrays but the model has "
-                             f"{len(params)} parameters")
+                             f"{len(targets)} weights ({', '.join(targets)})")
         arrays = [np.asarray(w) for w in weights]
-        for index, (param, array) in enumerate(zip(params, arrays, strict=True)):
-            if array.shape != param.shape:
+        for index, ((name, target), array) in enumerate(
+                zip(targets.items(), arrays, strict=True)):
+            if array.shape != target.shape:
                 raise ValueError(f"set_weights: weights[{index}] has shape {array.shape} but "
-                                 f"parameter {index} ({param.name}) has shape {param.shape}")
+                                 f"{name} has shape {target.shape}")
             if array.dtype.kind not in "fiu":
                 raise TypeError(f"set_weights: weights[{index}] must be numeric, "
                                 f"got dtype {array.dtype}")
-        for param, array in zip(params, arrays, strict=True):
-            param.data[...] = array
+        for target, array in zip(targets.values(), arrays, strict=True):
+            target[...] = array
 
     def summary(self) -> str:
         """Print and return a table of the layers, output shapes and parameter counts."""
@@ -167,7 +175,8 @@ class Sequential:
         shape = self.input_shape
         for index, layer in enumerate(self.layers):
             shape = layer.compute_output_shape(shape)
-            count = sum(p.data.size for p in layer.parameters())
+            count = sum(p.data.size for p in layer.parameters()) + sum(
+                array.size for array in layer.state().values())
             activation = getattr(layer, "activation", None)
             kind = type(layer).__name__
             if activation is not None:
@@ -180,8 +189,13 @@ class Sequential:
             lines.append(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:>{widths[2]}}")
             if i == 0:
                 lines.append(rule)
-        total = sum(p.data.size for p in self.parameters())
-        lines += [rule, f"Total params: {total:,} ({self.dtype})", rule]
+        total = sum(array.size for array in self._weight_arrays().values())
+        trainable = sum(p.data.size for p in self.parameters())
+        lines += [rule, f"Total params: {total:,} ({self.dtype})"]
+        if trainable != total:
+            lines += [f"Trainable params: {trainable:,}",
+                      f"Non-trainable params: {total - trainable:,}"]
+        lines.append(rule)
         text = "\n".join(lines)
         print(text)
         return text
@@ -193,8 +207,11 @@ class Sequential:
         """Choose the optimizer, the loss and the metrics reported during training.
 
         Names or objects: ``optimizer`` in "sgd", "momentum", "adagrad", "adam", "adamw",
-        "rmsprop" or an ``Optimizer`` built on ``model.parameters()``; ``loss`` in
-        "cross_entropy", "binary_cross_entropy", "mse", "mae" or a ``Loss``; ``metrics`` names
+        "rmsprop" or an ``Optimizer`` built on ``model.parameters()``; ``loss`` a ``Loss`` or
+        a name: minidl's "cross_entropy", "binary_cross_entropy", "mse", "mae" (on logits) or
+        Keras' "sparse_categorical_crossentropy", "categorical_crossentropy",
+        "binary_crossentropy" (on probabilities), "mean_squared_error"/"MSE",
+        "mean_absolute_error"/"MAE"; ``metrics`` names
         from ``minidl.metrics.METRICS`` or functions ``(y_true, y_pred) -> float``.
         """
         # everything is checked before anything changes: a failed compile leaves the model as it was
@@ -260,9 +277,14 @@ class Sequential:
         x = np.asarray(x)
         if x.dtype.kind not in "fiub":
             raise TypeError(f"{where}: x must be a numeric array, got dtype {x.dtype}")
+        if x.ndim == 1 and self.input_shape == (1,):
+            x = x[:, None]  # one value per row for a one-feature model, as Keras accepts
         if x.ndim < 2:
+            hint = ("a single example: write x[None]" if x.shape == self.input_shape else
+                    "for rows of one feature each write x[:, None], for a single example "
+                    "x[None]")
             raise ValueError(f"{where}: x must have shape (batch, features...), got shape "
-                             f"{x.shape}; reshape a single example with x[None]")
+                             f"{x.shape}; {hint}")
         if not self.built:
             self.build(x.shape[1:])
         if x.shape[1:] != self.input_shape:
@@ -467,6 +489,12 @@ class Sequential:
         """Write the model to one ``.npz`` file (atomically; see ``docs/format.md``),
         creating its folder if needed.
 
+        A path that names a folder (an existing one, one ending in ``/``, or a name without
+        a suffix, such as TensorFlow Serving's ``export/linear/1``) gets ``model.npz``
+        inside it: ``BASE/<version>/model.npz`` is what ``minidl serve`` reads. Any other
+        name is used as given; the content is minidl's format whatever the suffix
+        (``my_model.h5`` included).
+
         The file holds the architecture, the weights, the compile arguments and, with
         ``include_optimizer``, the optimizer state, the epoch counter and the random
         generators' states, so that ``load_model`` + ``fit(initial_epoch=...)`` resumes
@@ -493,6 +521,7 @@ class Sequential:
             meta["optimizer"] = {"class_name": type(self.optimizer).__name__,
                                  "config": state["config"], "numbers": numbers}
             meta["training"] = {"epoch": self.epoch, "rng_states": self._rng_states()}
+        path = model_file(path)
         _make_parent_folder(path)
         io.save_npz(path, meta, arrays)
 
@@ -504,8 +533,15 @@ class Sequential:
         return list(self.metrics)
 
     def _weight_arrays(self) -> dict[str, np.ndarray]:
-        return {f"layers.{index}.{param.name}": param.data
-                for index, layer in enumerate(self.layers) for param in layer.parameters()}
+        """Every saved array under its key in the file (``layers.0.kernel``,
+        ``layers.0.mean``...): the arrays themselves, so writing into them sets the model."""
+        arrays = {}
+        for index, layer in enumerate(self.layers):
+            for param in layer.parameters():
+                arrays[f"layers.{index}.{param.name}"] = param.data
+            for name, array in layer.state().items():
+                arrays[f"layers.{index}.{name}"] = array
+        return arrays
 
     def _generators(self) -> dict[str, np.random.Generator]:
         generators = {"shuffle": self.shuffle_rng}
@@ -542,11 +578,13 @@ class Sequential:
             raise ValueError("save_weights: the model is not built yet")
         meta = {"model": {"class_name": "Sequential", "config": self.get_config()},
                 "weights_only": True}
+        path = model_file(path)
         _make_parent_folder(path)
         io.save_npz(path, meta, self._weight_arrays())
 
     def load_weights(self, path: str | os.PathLike) -> None:
         """Load weights saved by ``save_weights`` or ``save`` into this (same-shaped) model."""
+        path = model_file(path)
         _, arrays = io.load_npz(path)
         if not self.built:
             raise ValueError("load_weights: build the model first (give input_dim)")
@@ -554,6 +592,19 @@ class Sequential:
         _check_weight_arrays(path, expected, arrays)
         for key, data in expected.items():
             data[...] = arrays[key]
+
+
+MODEL_FILE_NAME = "model.npz"
+
+
+def model_file(path: str | os.PathLike) -> str:
+    """The file a model path means: ``FOLDER/model.npz`` for a path that names a folder (an
+    existing folder, a path ending in a separator, or a last part without a suffix), the
+    path itself otherwise."""
+    text = os.fspath(path)
+    names_folder = (os.path.isdir(text) or text.endswith(("/", os.sep))
+                    or not os.path.splitext(os.path.basename(text))[1])
+    return os.path.join(text, MODEL_FILE_NAME) if names_folder else text
 
 
 def _make_parent_folder(path: str | os.PathLike) -> None:
@@ -586,14 +637,18 @@ def load_model(path: str | os.PathLike) -> Sequential:
     """Read a model written by ``Sequential.save``: architecture, weights, compile arguments
     and, when saved, the optimizer state and the training position.
 
-    The file is checked completely before anything is built (``minidl.io.load_npz``); layer
-    types come from the registry in ``minidl.layers``, never from an import by name. Any
-    problem raises ``minidl.io.ModelFormatError`` saying what is wrong and where.
+    The file is checked completely before anything is built (``minidl.io.load_npz``), and
+    so are the shapes its architecture implies, against the arrays it holds: a small file
+    cannot make the loader allocate a large model. Layer types come from the registry in
+    ``minidl.layers``, never from an import by name. Any problem raises
+    ``minidl.io.ModelFormatError`` saying what is wrong and where. A folder means
+    ``FOLDER/model.npz``, as for ``save``.
     """
+    path = model_file(path)
     meta, arrays = io.load_npz(path)
     where = os.fspath(path)
     try:
-        model = _model_from_meta(meta)
+        model = _model_from_meta(meta, arrays)
     except (AttributeError, KeyError, TypeError, ValueError) as error:
         if isinstance(error, io.ModelFormatError):
             raise
@@ -601,10 +656,6 @@ def load_model(path: str | os.PathLike) -> Sequential:
                                   f"{_problem(error)}") from error
     weights = model._weight_arrays()
     _check_weight_arrays(path, weights, arrays)
-    unexpected = sorted(k for k in arrays if k not in weights
-                        and not k.startswith("optimizer.state."))
-    if unexpected:
-        raise io.ModelFormatError(f"{where}: arrays {unexpected} belong to no layer")
     for key, data in weights.items():
         data[...] = arrays[key]
     if "optimizer" in meta and model.optimizer is not None:
@@ -624,7 +675,7 @@ def _problem(error: Exception) -> str:
     return str(error)
 
 
-def _model_from_meta(meta: dict[str, Any]) -> Sequential:
+def _model_from_meta(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Sequential:
     spec = meta["model"]
     if spec.get("class_name") != "Sequential":
         raise ValueError(f"model class_name must be 'Sequential', got {spec.get('class_name')!r}")
@@ -640,6 +691,7 @@ def _model_from_meta(meta: dict[str, Any]) -> Sequential:
             layers.append(layer_from_config(layer_spec))
         except (TypeError, ValueError) as error:
             raise ValueError(f"layers[{index}]: {error}") from error
+    _check_implied_shapes(layers, _as_shape(config["input_dim"]), arrays)
     model = Sequential(layers, input_dim=config["input_dim"], seed=config.get("seed"),
                        dtype=config.get("dtype", "float32"))
     compile_config = meta.get("compile")
@@ -649,6 +701,32 @@ def _model_from_meta(meta: dict[str, Any]) -> Sequential:
         model.compile(optimizer=optimizer, loss=losses_module.deserialize(compile_config["loss"]),
                       metrics=compile_config.get("metrics") or [])
     return model
+
+
+def _check_implied_shapes(layers: list[Layer], input_shape: tuple[int, ...],
+                          arrays: dict[str, np.ndarray]) -> None:
+    """Compare the arrays the architecture implies with those the file holds, before
+    anything is built: a file that says ``units=20000`` beside a small kernel is refused
+    here, not after allocating the large one."""
+    shape, implied = input_shape, {}
+    for index, layer in enumerate(layers):
+        try:
+            for name, weight_shape in layer.weight_shapes(shape).items():
+                implied[f"layers.{index}.{name}"] = weight_shape
+            shape = layer.compute_output_shape(shape)
+        except ValueError as error:
+            raise ValueError(f"layers[{index}] ({type(layer).__name__}): {error}") from error
+    for key, implied_shape in implied.items():
+        if key not in arrays:
+            raise ValueError(f"missing array {key!r} (of shape {implied_shape}, as the "
+                             f"architecture implies)")
+        if arrays[key].shape != implied_shape:
+            raise ValueError(f"array {key!r} has shape {arrays[key].shape} but the "
+                             f"architecture implies {implied_shape}")
+    unexpected = sorted(key for key in arrays
+                        if key not in implied and not key.startswith("optimizer.state."))
+    if unexpected:
+        raise ValueError(f"arrays {unexpected} belong to no layer")
 
 
 def _restore_training_state(model: Sequential, meta: dict[str, Any],

@@ -56,6 +56,7 @@ from minidl.layers import (
     Layer,
     LeakyReLU,
     Linear,
+    Normalization,
     ReLU,
     Sigmoid,
     Softmax,
@@ -253,6 +254,11 @@ def layer_configs(*, max_units: int = 16) -> st.SearchStrategy[tuple[type[Layer]
         st.tuples(st.just(Dropout), st.fixed_dictionaries({
             "rate": st.floats(0.0, 0.9),
             "seed": st.none() | st.integers(0, 2**32 - 1)})),
+        st.tuples(st.just(Normalization), st.one_of(
+            st.fixed_dictionaries({"invert": st.booleans()}),
+            st.fixed_dictionaries({"mean": st.floats(-5.0, 5.0),
+                                   "variance": st.floats(0.0, 10.0),
+                                   "invert": st.booleans()}))),
         st.sampled_from([(ReLU, {}), (Tanh, {}), (Sigmoid, {}), (Linear, {}), (Flatten, {})]),
     )
 

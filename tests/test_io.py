@@ -739,3 +739,58 @@ def test_verify_reports_every_problem_without_stopping_at_the_first(saved):
     assert problems[3] == "array 'mask' is listed in the metadata but missing from the archive"
     message = load_error(saved)
     assert "; and 1 more problems (minidl.io.verify lists them all)" in message
+
+
+# ---------------------------------------------------------------- only regular files are read
+
+def saved_sample(path: Path) -> Path:
+    save_npz(path, sample_meta(), sample_arrays())
+    return path
+
+
+def test_a_fifo_is_refused_at_once_without_waiting_for_a_writer(tmp_path):
+    fifo = tmp_path / "model.npz"
+    os.mkfifo(fifo)
+    # a blocking open would wait here forever: nobody ever writes to this FIFO
+    for read in (load_npz, read_metadata):
+        with pytest.raises(ModelFormatError, match=r"model\.npz: not a regular file but a "
+                                                   r"FIFO \(named pipe\)"):
+            read(fifo)
+    assert verify(fifo) == ["not a regular file but a FIFO (named pipe); a model file must "
+                            "be a regular file"]
+
+
+def test_a_link_to_a_device_is_refused_before_reading_any_of_it(tmp_path):
+    link = tmp_path / "model.npz"
+    link.symlink_to("/dev/zero")  # endless: reading it would never stop growing
+    with pytest.raises(ModelFormatError, match="not a regular file but a character device"):
+        load_npz(link)
+
+
+def test_a_folder_is_refused_naming_what_a_model_folder_holds(tmp_path):
+    with pytest.raises(ModelFormatError, match=r"not a regular file but a folder \(a model "
+                                               r"folder holds model\.npz\)"):
+        load_npz(tmp_path)
+
+
+def test_a_link_to_a_regular_file_loads(tmp_path):
+    target = saved_sample(tmp_path / "real.npz")
+    link = tmp_path / "model.npz"
+    link.symlink_to(target)
+    meta, arrays = load_npz(link)
+    assert meta["note"] == "ünïcode ✓" and set(arrays) == set(sample_arrays())
+
+
+def test_the_file_kind_is_checked_on_the_opened_descriptor(tmp_path, monkeypatch):
+    # swap the path for a FIFO between any check by name and the open: the descriptor that
+    # is read is the one whose kind was checked
+    path = saved_sample(tmp_path / "model.npz")
+    real_fstat, seen = os.fstat, []
+
+    def recording_fstat(descriptor):
+        seen.append(descriptor)
+        return real_fstat(descriptor)
+
+    monkeypatch.setattr(os, "fstat", recording_fstat)
+    load_npz(path)
+    assert seen, "the kind of file must be read from the opened descriptor (os.fstat)"

@@ -380,7 +380,7 @@ def test_every_layer_config_round_trips_through_json(spec):
 
 def test_registry_holds_every_builtin_layer():
     assert set(LAYERS) == {"Dense", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Softmax", "Linear",
-                           "Dropout", "Flatten"}
+                           "Dropout", "Flatten", "Normalization"}
 
 
 def test_dense_config_records_input_dim_once_known_and_serializes_regularizers():

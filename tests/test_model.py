@@ -337,7 +337,7 @@ def test_set_weights_overwrites_in_place_so_the_optimizer_still_updates_them():
 def test_set_weights_rejects_wrong_count_shape_and_dtype():
     model = Sequential([Dense(2)], input_dim=3)
     kernel, bias = model.get_weights()
-    with pytest.raises(ValueError, match="got 1 arrays but the model has 2 parameters"):
+    with pytest.raises(ValueError, match="got 1 arrays but the model has 2 weights"):
         model.set_weights([kernel])
     with pytest.raises(ValueError, match=r"weights\[0\] has shape \(2, 3\).*\(3, 2\)"):
         model.set_weights([kernel.T, bias])
@@ -445,7 +445,7 @@ def test_input_of_the_wrong_width_names_both_shapes(compiled):
 
 
 def test_one_dimensional_input_suggests_adding_the_batch_axis(compiled):
-    with pytest.raises(ValueError, match=r"shape \(4,\); reshape a single example"):
+    with pytest.raises(ValueError, match=r"shape \(4,\); a single example: write x\[None\]"):
         compiled.predict(np.zeros(4))
 
 

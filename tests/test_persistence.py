@@ -6,6 +6,7 @@ with the format itself in test_io.py; this file tests what ``model.py`` puts in 
 
 import json
 import os
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -406,12 +407,12 @@ def test_array_shape_that_differs_from_the_config_is_a_format_error(tmp_path, sa
     meta, arrays = saved
     arrays["layers.2.kernel"] = np.zeros((5, 2), np.float32)
     with pytest.raises(ModelFormatError, match=r"'layers.2.kernel' has shape \(5, 2\).*"
-                                               r"expects shape \(4, 2\)"):
+                                               r"architecture implies \(4, 2\)"):
         load_altered(tmp_path, meta, arrays)
     meta["model"]["config"]["layers"][0]["config"]["units"] = 5
     meta["model"]["config"]["layers"][2]["config"]["input_dim"] = 5
     with pytest.raises(ModelFormatError, match=r"'layers.0.kernel' has shape \(3, 4\).*"
-                                               r"expects shape \(3, 5\)"):
+                                               r"architecture implies \(3, 5\)"):
         load_altered(tmp_path, meta, arrays)
 
 
@@ -499,3 +500,38 @@ def test_a_failed_save_leaves_the_previous_file_loadable(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == ["model.npz"]  # no temporary file left behind
     np.testing.assert_array_equal(load_model(path).predict(x), before)
 
+
+
+# ---------------------------------------------------------------- the architecture bomb
+
+def test_a_small_file_whose_config_implies_a_huge_model_is_refused_without_allocating(
+        tmp_path, saved):
+    meta, arrays = saved
+    config = meta["model"]["config"]
+    config["input_dim"] = [6000]
+    config["layers"][0]["config"].update(units=6000, input_dim=6000)  # a 6000 x 6000 kernel
+    config["layers"][2]["config"]["input_dim"] = 6000
+    io.save_npz(tmp_path / "bomb.npz", meta, arrays)
+    size = (tmp_path / "bomb.npz").stat().st_size
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModelFormatError, match=r"bomb\.npz: invalid model description: "
+                                                   r"array 'layers\.0\.kernel' has shape "
+                                                   r"\(3, 4\) but the architecture implies "
+                                                   r"\(6000, 6000\)"):
+            load_model(tmp_path / "bomb.npz")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # the arrays themselves, the JSON and the zip bookkeeping: nowhere near 6000² floats
+    assert peak < 20 * size + (1 << 20), f"peak {peak} bytes for a file of {size}"
+
+
+def test_a_config_that_implies_an_array_the_file_lacks_is_refused_before_building(
+        tmp_path, saved):
+    meta, arrays = saved
+    meta["model"]["config"]["layers"].append(
+        {"class_name": "Dense", "config": {"units": 100000}})
+    with pytest.raises(ModelFormatError, match=r"missing array 'layers\.3\.kernel' \(of shape "
+                                               r"\(2, 100000\), as the architecture implies\)"):
+        load_altered(tmp_path, meta, arrays)
