@@ -371,10 +371,11 @@ class Sequential:
                              f"{initial_epoch}, epochs={epochs}")
 
         self.history = History()
+        # the progress bar and History last: they then show and record what the other
+        # callbacks added to the logs (e.g. "lr")
         callback_list = list(callbacks or [])
         if verbose:
-            callback_list.insert(0, ProgressBar())
-        # History last: it then records what the other callbacks added to the logs (e.g. "lr")
+            callback_list.append(ProgressBar())
         callback_list.append(self.history)
         steps = math.ceil(len(x) / batch_size)
         for callback in callback_list:

@@ -6,8 +6,9 @@ every one of its parameters. The strategies generate the inputs: ``arrays_for(sh
 ``batch_shapes()``, ``layer_configs()`` (every built-in layer with a random configuration),
 ``logits_and_labels()``.
 
-This module needs hypothesis (a test-time dependency, ``pip install minidl[test]``);
-``import minidl`` does not import it.
+The gradient checks need only NumPy. The strategies need hypothesis, a test-time
+dependency (``pip install 'minidl[test]'``), which is imported when a strategy is first asked
+for: ``import minidl.testing`` works without it.
 
 Testing a layer you wrote yourself::
 
@@ -40,11 +41,10 @@ AssertionError naming the input, the element, and the analytic and numeric value
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-import hypothesis.extra.numpy as hnp
 import numpy as np
-from hypothesis import strategies as st
 
 from minidl import regularizers
 from minidl.layers import (
@@ -62,6 +62,9 @@ from minidl.layers import (
     Softmax,
     Tanh,
 )
+
+if TYPE_CHECKING:
+    from hypothesis.strategies import DrawFn, SearchStrategy
 
 
 def gradcheck(fn: Callable[..., tuple[float, Sequence[np.ndarray]]],
@@ -197,11 +200,24 @@ def check_layer_gradients(layer: Layer, x: np.ndarray, eps: float = 1e-6, atol: 
 
 # ----------------------------------------------------------------------------- strategies
 
-def arrays_for(shape: tuple[int, ...] | st.SearchStrategy[tuple[int, ...]],
+def _hypothesis(strategy: str) -> tuple[ModuleType, ModuleType]:
+    """``(hypothesis.strategies, hypothesis.extra.numpy)``, imported here rather than at the top
+    of the module so that the gradient checks work where hypothesis is not installed."""
+    try:
+        import hypothesis.extra.numpy as hnp
+        from hypothesis import strategies as st
+    except ImportError as error:
+        raise ModuleNotFoundError(f"minidl.testing.{strategy} needs hypothesis: "
+                                  "pip install 'minidl[test]'", name="hypothesis") from error
+    return st, hnp
+
+
+def arrays_for(shape: tuple[int, ...] | SearchStrategy[tuple[int, ...]],
                min_value: float = -10.0, max_value: float = 10.0,
-               dtype: Any = np.float64) -> st.SearchStrategy[np.ndarray]:
+               dtype: Any = np.float64) -> SearchStrategy[np.ndarray]:
     """Arrays of ``shape`` (a tuple or a strategy of tuples) with finite elements in
     [``min_value``, ``max_value``]."""
+    st, hnp = _hypothesis("arrays_for")
     dtype = np.dtype(dtype)
     elements = st.floats(min_value, max_value, allow_nan=False, allow_infinity=False,
                          width=dtype.itemsize * 8)
@@ -210,10 +226,11 @@ def arrays_for(shape: tuple[int, ...] | st.SearchStrategy[tuple[int, ...]],
 
 def batch_shapes(*, min_batch: int = 1, max_batch: int = 8, min_dims: int = 1,
                  max_dims: int = 1, min_side: int = 1,
-                 max_side: int = 16) -> st.SearchStrategy[tuple[int, ...]]:
+                 max_side: int = 16) -> SearchStrategy[tuple[int, ...]]:
     """Shapes ``(batch, d_1, ..., d_k)`` with ``min_dims <= k <= max_dims``: the batch in
     [``min_batch``, ``max_batch``] (1 included by default), each ``d`` in
     [``min_side``, ``max_side``]."""
+    st, hnp = _hypothesis("batch_shapes")
     return st.tuples(
         st.integers(min_batch, max_batch),
         hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=min_side,
@@ -221,7 +238,7 @@ def batch_shapes(*, min_batch: int = 1, max_batch: int = 8, min_dims: int = 1,
     ).map(lambda pair: (pair[0], *pair[1]))
 
 
-def _regularizer_specs() -> st.SearchStrategy[dict | None]:
+def _regularizer_specs(st: ModuleType) -> SearchStrategy[dict | None]:
     strength = st.floats(0.0, 0.1)
     return st.one_of(
         st.none(),
@@ -231,20 +248,21 @@ def _regularizer_specs() -> st.SearchStrategy[dict | None]:
     )
 
 
-def layer_configs(*, max_units: int = 16) -> st.SearchStrategy[tuple[type[Layer], dict]]:
+def layer_configs(*, max_units: int = 16) -> SearchStrategy[tuple[type[Layer], dict]]:
     """``(layer_class, config)`` for every built-in layer, with random constructor arguments.
 
     ``layer_class.from_config(config)`` makes the layer; every one of them accepts inputs of
     shape (batch, features). Dense gets up to ``max_units`` units.
     """
+    st, _ = _hypothesis("layer_configs")
     dense = st.fixed_dictionaries({
         "units": st.integers(1, max_units),
         "activation": st.sampled_from([None, *ACTIVATIONS]),
         "use_bias": st.booleans(),
         "kernel_initializer": st.sampled_from(list(INITIALIZERS)),
         "bias_initializer": st.sampled_from(list(INITIALIZERS)),
-        "kernel_regularizer": _regularizer_specs(),
-        "bias_regularizer": _regularizer_specs(),
+        "kernel_regularizer": _regularizer_specs(st),
+        "bias_regularizer": _regularizer_specs(st),
     })
     return st.one_of(
         st.tuples(st.just(Dense), dense),
@@ -263,16 +281,20 @@ def layer_configs(*, max_units: int = 16) -> st.SearchStrategy[tuple[type[Layer]
     )
 
 
-@st.composite
-def logits_and_labels(draw: st.DrawFn, *, min_batch: int = 1, max_batch: int = 8,
-                      min_classes: int = 2, max_classes: int = 10, min_value: float = -10.0,
-                      max_value: float = 10.0,
-                      dtype: Any = np.float64) -> tuple[np.ndarray, np.ndarray]:
+def logits_and_labels(*, min_batch: int = 1, max_batch: int = 8, min_classes: int = 2,
+                      max_classes: int = 10, min_value: float = -10.0, max_value: float = 10.0,
+                      dtype: Any = np.float64) -> SearchStrategy[tuple[np.ndarray, np.ndarray]]:
     """``(logits, labels)``: logits (N, C) in [``min_value``, ``max_value``] and int64 class
     indices (N,) in [0, C)."""
-    batch_size = draw(st.integers(min_batch, max_batch))
-    num_classes = draw(st.integers(min_classes, max_classes))
-    logits = draw(arrays_for((batch_size, num_classes), min_value, max_value, dtype))
-    labels = draw(hnp.arrays(np.int64, (batch_size,),
-                             elements=st.integers(0, num_classes - 1)))
-    return logits, labels
+    st, hnp = _hypothesis("logits_and_labels")
+
+    @st.composite
+    def pairs(draw: DrawFn) -> tuple[np.ndarray, np.ndarray]:
+        batch_size = draw(st.integers(min_batch, max_batch))
+        num_classes = draw(st.integers(min_classes, max_classes))
+        logits = draw(arrays_for((batch_size, num_classes), min_value, max_value, dtype))
+        labels = draw(hnp.arrays(np.int64, (batch_size,),
+                                 elements=st.integers(0, num_classes - 1)))
+        return logits, labels
+
+    return pairs()

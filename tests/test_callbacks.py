@@ -1,6 +1,13 @@
 """Callbacks: EarlyStopping (Keras 3 semantics), History, ProgressBar, schedules, LambdaCallback."""
 
+import fcntl
+import io
 import math
+import os
+import re
+import struct
+import sys
+import termios
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -338,16 +345,95 @@ def test_history_plot_rejects_unknown_keys_and_an_empty_history():
 # ---------------------------------------------------------------------------- ProgressBar
 
 
-def test_verbose_1_writes_a_bar_per_epoch_with_loss_and_metrics_to_stderr(capsys):
-    classification_fit(epochs=2, batch_size=8, validation_split=0.2, verbose=1)
+class Terminal(io.StringIO):
+    """sys.stderr as the progress bar sees a terminal: ``isatty()`` is true and the size is
+    that of a real pseudo-terminal (a new one reports 0 × 0 until it is given a size, as in
+    some containers). What is written stays here, read back without racing a reader."""
+
+    def __init__(self, columns=None):
+        super().__init__()
+        self.leader, self.follower = os.openpty()
+        if columns is not None:
+            size = struct.pack("HHHH", 24, columns, 0, 0)  # rows, columns, pixel width, height
+            fcntl.ioctl(self.follower, termios.TIOCSWINSZ, size)
+
+    def isatty(self):
+        return True
+
+    def fileno(self):
+        return self.follower
+
+    def screen_lines(self):
+        """The lines as they stay on the screen: each ends as its last carriage return left it."""
+        return [line.rsplit("\r", 1)[-1] for line in self.getvalue().split("\n")[:-1]]
+
+    def bar_frames(self):
+        """Every picture the bar drew (``Epoch 1/2:  33%|###    | 1/3 [...]``)."""
+        return [frame for frame in re.split("[\r\n]", self.getvalue()) if "%|" in frame]
+
+
+@pytest.fixture
+def stderr_terminal(monkeypatch):
+    """``stderr_terminal(columns)`` puts a ``Terminal`` in place of sys.stderr."""
+    opened = []
+
+    def install(columns=None):
+        terminal = Terminal(columns)
+        opened.append(terminal)
+        monkeypatch.setattr(sys, "stderr", terminal)
+        return terminal
+
+    yield install
+    for terminal in opened:
+        os.close(terminal.leader)
+        os.close(terminal.follower)
+
+
+def epoch_lines_match_history(lines, history):
+    """Each line is ``Epoch k/E - <seconds>s - key: value - ...`` with every key of the
+    history, in its order, and the value logged at epoch k to the four decimals printed."""
+    epochs = len(history.epoch)
+    assert len(lines) == epochs, lines
+    for index, line in enumerate(lines):
+        assert line.startswith(f"Epoch {index + 1}/{epochs} - "), line
+        _, seconds, *pairs = line.split(" - ")
+        assert seconds.endswith("s") and float(seconds[:-1]) >= 0
+        shown = dict(pair.split(": ") for pair in pairs)
+        assert list(shown) == list(history.history)
+        for key, text in shown.items():
+            assert float(text) == pytest.approx(history.history[key][index], rel=1e-3, abs=5e-5)
+
+
+def classification_fit_logging_lr(**fit_arguments):
+    schedule = LearningRateScheduler(lambda epoch, lr: 1e-4 * (epoch + 1))
+    return classification_fit(epochs=2, batch_size=8, validation_split=0.2,
+                              callbacks=[schedule], **fit_arguments)
+
+
+def test_end_of_epoch_line_on_an_80_column_terminal_shows_every_logged_value(stderr_terminal):
+    terminal = stderr_terminal(columns=80)
+    _, history = classification_fit_logging_lr(verbose=1)
+    assert list(history.history) == ["loss", "accuracy", "val_loss", "val_accuracy", "lr"]
+    epoch_lines_match_history(terminal.screen_lines(), history)
+    frames = terminal.bar_frames()
+    assert frames and all(len(frame) < 80 for frame in frames)
+
+
+def test_a_terminal_reporting_0_columns_gets_an_80_column_bar_and_no_blank_lines(
+        stderr_terminal):
+    terminal = stderr_terminal()
+    assert tuple(os.get_terminal_size(terminal.fileno())) == (0, 0)
+    _, history = classification_fit_logging_lr(verbose=1)
+    epoch_lines_match_history(terminal.screen_lines(), history)
+    frames = terminal.bar_frames()
+    assert frames and all(len(frame) < 80 for frame in frames)
+
+
+def test_redirected_output_is_one_clean_line_per_epoch_on_stderr(capsys):
+    _, history = classification_fit_logging_lr(verbose=1)
     captured = capsys.readouterr()
-    assert captured.out == ""
-    for epoch in (1, 2):
-        assert f"Epoch {epoch}/2" in captured.err
-    final_lines = [line.rsplit("\r", 1)[-1] for line in captured.err.splitlines()]
-    assert len([line for line in final_lines if "3/3" in line]) == 2
-    assert all(key in final_lines[-1]
-               for key in ("loss=", "accuracy=", "val_loss=", "val_accuracy="))
+    assert captured.out == "" and "\r" not in captured.err
+    epoch_lines_match_history(captured.err.splitlines(), history)
 
 
 def test_verbose_0_is_silent(capfd):
@@ -355,7 +441,8 @@ def test_verbose_0_is_silent(capfd):
     assert capfd.readouterr() == ("", "")
 
 
-def test_progress_bar_closes_when_training_stops_mid_epoch(capsys):
+def test_progress_bar_is_left_where_training_stopped_mid_epoch(stderr_terminal):
+    terminal = stderr_terminal(columns=80)
     bar = ProgressBar()
 
     def fail(batch, logs):
@@ -364,7 +451,7 @@ def test_progress_bar_closes_when_training_stops_mid_epoch(capsys):
     with pytest.raises(RuntimeError, match="stopped by the user"):
         classification_fit(epochs=2, callbacks=[bar, LambdaCallback(on_batch_end=fail)])
     assert bar.bar is None
-    assert "Epoch 1/2" in capsys.readouterr().err
+    assert terminal.screen_lines()[-1].startswith("Epoch 1/2:")
 
 
 # ---------------------------------------------------------------------------- schedules

@@ -1,5 +1,10 @@
 """minidl.testing: gradcheck catches wrong gradients, passes right ones; the strategies."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import Phase, given, settings
@@ -238,3 +243,42 @@ def test_logits_and_labels_agree_on_classes(pair):
     assert logits.shape[0] == labels.shape[0] and 3 <= logits.shape[1] <= 5
     assert labels.dtype == np.int64 and np.all((labels >= 0) & (labels < logits.shape[1]))
     assert np.all(np.isfinite(logits))
+
+
+# ----------------------------------------------------------------------------- without hypothesis
+
+WITHOUT_HYPOTHESIS = """
+import sys
+
+sys.modules["hypothesis"] = None  # import hypothesis now fails, as after a plain install
+
+import numpy as np
+
+from minidl.layers import Dense
+from minidl.testing import (arrays_for, batch_shapes, check_layer_gradients, gradcheck,
+                            layer_configs, logits_and_labels)
+
+# the README's snippet
+assert check_layer_gradients(Dense(2), np.random.default_rng(0).normal(size=(4, 3)))
+assert gradcheck(lambda x: (float(np.sum(x ** 2)), [2 * x]), [np.array([0.5, -1.5])])
+for strategy, arguments in [(arrays_for, ((2, 3),)), (batch_shapes, ()), (layer_configs, ()),
+                            (logits_and_labels, ())]:
+    try:
+        strategy(*arguments)
+    except ModuleNotFoundError as error:
+        print(type(error).__name__, error.name, error)
+    else:
+        raise SystemExit(f"{strategy.__name__} worked without hypothesis")
+"""
+
+
+def test_gradient_checks_work_without_hypothesis_and_strategies_name_the_extra():
+    repository = Path(__file__).resolve().parents[1]
+    environment = {**os.environ, "PYTHONPATH": str(repository)}
+    result = subprocess.run([sys.executable, "-c", WITHOUT_HYPOTHESIS], capture_output=True,
+                            text=True, env=environment, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"ModuleNotFoundError hypothesis minidl.testing.{name} needs hypothesis: "
+        "pip install 'minidl[test]'"
+        for name in ("arrays_for", "batch_shapes", "layer_configs", "logits_and_labels")]
