@@ -110,11 +110,14 @@ class History(Callback):
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(value)
 
-    def plot(self, keys: list[str] | None = None) -> Any:
+    def plot(self, keys: list[str] | None = None, restored_epoch: int | None = None) -> Any:
         """Draw the curves and return the matplotlib ``Figure``.
 
         One panel per quantity (loss, then each metric), training and validation curves
-        together. ``keys`` limits the panels to those names (without ``val_``).
+        together, over epochs numbered from 1 as the progress bar counts them. ``keys``
+        limits the panels to those names (without ``val_``). ``restored_epoch`` (an entry of
+        ``epoch``: ``EarlyStopping.best_epoch`` with ``restore_best_weights``) draws a dashed
+        line at the epoch whose weights the model kept.
         """
         try:
             import matplotlib.pyplot as plt
@@ -129,11 +132,19 @@ class History(Callback):
             if unknown:
                 raise ValueError(f"History.plot: unknown keys {unknown}; recorded: {names}")
             names = list(keys)
+        if restored_epoch is not None and restored_epoch not in self.epoch:
+            raise ValueError(f"History.plot: restored_epoch {restored_epoch} was not recorded; "
+                             f"recorded epochs: {self.epoch[0]}..{self.epoch[-1]}")
+        epochs = [epoch + 1 for epoch in self.epoch]
         figure, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.5), squeeze=False)
         for axis, name in zip(axes[0], names, strict=True):
-            axis.plot(self.epoch, self.history[name], label="train")
+            axis.plot(epochs, self.history[name], label="train")
             if "val_" + name in self.history:
-                axis.plot(self.epoch, self.history["val_" + name], label="validation")
+                axis.plot(epochs, self.history["val_" + name], label="validation")
+            if restored_epoch is not None:
+                axis.axvline(restored_epoch + 1, color="grey", linestyle="--",
+                             label=f"restored (epoch {restored_epoch + 1})")
+            axis.xaxis.get_major_locator().set_params(integer=True)
             axis.set_xlabel("epoch")
             axis.set_title(name)
             axis.legend()

@@ -20,7 +20,9 @@ import numpy as np
 from minidl import callbacks as callbacks_module
 from minidl import data as data_module
 from minidl import io
-from minidl.model import Sequential, load_model
+from minidl import optim as optim_module
+from minidl.layers import Normalization, layer_from_config
+from minidl.model import Sequential, load_model, model_file
 
 
 class UsageError(Exception):
@@ -49,22 +51,35 @@ def read_array(path: str) -> np.ndarray:
 
 
 def _read_csv(path: str) -> np.ndarray:
+    """Numbers only, one row per line; a first line that is not numbers is a header. Blank
+    lines are skipped; errors name the file's own line numbers."""
     with open(path, newline="") as file:
-        rows = [row for row in csv.reader(file) if row]
-    if not rows:
-        raise UsageError(f"{path}: the file is empty")
-    try:
-        float(rows[0][0])
-    except ValueError:
-        rows = rows[1:]  # a header line
-    width = len(rows[0]) if rows else 0
-    for number, row in enumerate(rows, start=2):
+        reader = csv.reader(file)
+        lines = [(reader.line_num, row) for row in reader if row]
+    if lines and not _is_number(lines[0][1][0]):
+        lines = lines[1:]  # a header line
+    if not lines:
+        raise UsageError(f"{path}: the file holds no rows of numbers")
+    width = len(lines[0][1])
+    values = []
+    for number, row in lines:
         if len(row) != width:
-            raise UsageError(f"{path}: line {number} has {len(row)} columns, expected {width}")
+            raise UsageError(f"{path}: line {number} has {len(row)} columns, expected {width} "
+                             f"(as on line {lines[0][0]})")
+        for column, text in enumerate(row, start=1):
+            if not _is_number(text):
+                raise UsageError(f"{path}: line {number}, column {column}: {text!r} is not "
+                                 f"a number")
+        values.append(row)
+    return np.array(values, dtype=np.float64)
+
+
+def _is_number(text: str) -> bool:
     try:
-        return np.array(rows, dtype=np.float64)
-    except ValueError as error:
-        raise UsageError(f"{path}: {error}") from error
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def write_array(path: str | None, array: np.ndarray) -> None:
@@ -136,18 +151,23 @@ def load_dataset(spec: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
 
 # ---------------------------------------------------------------------------- commands
 
+def _model_path(path: str) -> str:
+    """The model file ``path`` means (``FOLDER/model.npz`` for a folder); it must exist."""
+    file = model_file(path)
+    if not os.path.lexists(file):
+        raise UsageError(f"no such file: {file}")
+    return file
+
+
 def _load(path: str) -> Sequential:
-    if not os.path.isfile(path):
-        raise UsageError(f"no such file: {path}")
-    return load_model(path)
+    return load_model(_model_path(path))
 
 
 def command_info(args: argparse.Namespace) -> int:
-    if not os.path.isfile(args.model):
-        raise UsageError(f"no such file: {args.model}")
-    problems = io.verify(args.model)
-    meta = io.read_metadata(args.model)
-    print(f"file:            {args.model}")
+    path = _model_path(args.model)
+    problems = io.verify(path)
+    meta = io.read_metadata(path)
+    print(f"file:            {path}")
     print(f"format:          {meta.get('format')} version {meta.get('format_version')}, "
           f"written by minidl {meta.get('minidl_version')}")
     model_config = meta.get("model", {}).get("config", {})
@@ -167,6 +187,11 @@ def command_info(args: argparse.Namespace) -> int:
         print(f"compiled with:   optimizer {json.dumps(compiled.get('optimizer'))}")
         print(f"                 loss {json.dumps(compiled.get('loss'))}, "
               f"metrics {compiled.get('metrics')}")
+        fused = _fused_activation(model_config.get("layers", []), compiled.get("loss"))
+        if fused:
+            print(f"                 (the last layer's {fused} is fused with the loss in "
+                  f"training: the loss reads the logits before it, whatever from_logits says; "
+                  f"predict returns the {fused}'s probabilities)")
     if "training" in meta:
         print(f"training:        {meta['training'].get('epoch')} epochs done "
               f"(optimizer state included)")
@@ -177,6 +202,18 @@ def command_info(args: argparse.Namespace) -> int:
         return 1
     print(f"integrity:       OK (sha256 of all {len(meta['arrays'])} arrays verified)")
     return 0
+
+
+def _fused_activation(layers: list[Any], loss: Any) -> str | None:
+    """"softmax" or "sigmoid" when training fuses the model's output activation with its
+    loss (``Sequential.fused_output``), read from the file's JSON alone."""
+    if not layers or not isinstance(loss, dict):
+        return None
+    last = layers[-1] if isinstance(layers[-1], dict) else {}
+    activation = (last.get("config") or {}).get("activation") if last.get(
+        "class_name") == "Dense" else str(last.get("class_name", "")).lower()
+    pairs = {"CrossEntropy": "softmax", "BinaryCrossEntropy": "sigmoid"}
+    return activation if pairs.get(loss.get("class_name")) == activation else None
 
 
 def command_predict(args: argparse.Namespace) -> int:
@@ -226,17 +263,42 @@ def _read_config(path: str) -> dict[str, Any]:
 
 
 _CONFIG_KEYS = {"data", "model", "compile", "fit", "callbacks", "output"}
+_SECTION_KEYS = {
+    "data": {"name", "params", "path", "test_size", "seed", "scale"},
+    "model": {"layers", "input_dim", "seed", "dtype"},
+    "compile": {"optimizer", "loss", "metrics"},
+    "fit": {"epochs", "batch_size", "validation_split", "shuffle", "verbose", "initial_epoch"},
+}
+# the flags of `minidl train` that override the config's "fit" section
+_FIT_FLAGS = ("epochs", "batch_size", "validation_split", "verbose")
+
+
+def _checked_config(path: str) -> dict[str, Any]:
+    """The training config (docs/config.md), its sections checked for unknown keys."""
+    config = _read_config(path)
+    unknown = sorted(set(config) - _CONFIG_KEYS)
+    if unknown:
+        raise UsageError(f"{path}: unknown key(s) {unknown}; known: {sorted(_CONFIG_KEYS)} "
+                         f"(see docs/config.md)")
+    for key in ("data", "model"):
+        if key not in config:
+            raise UsageError(f"{path}: missing key {key!r} (see docs/config.md)")
+    for section, known in _SECTION_KEYS.items():
+        value = config.get(section, {})
+        if not isinstance(value, dict):
+            raise UsageError(f"{path}: {section!r} must be an object/table, "
+                             f"got {type(value).__name__}")
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise UsageError(f"{path}: unknown key(s) {unknown} in {section!r}; known: "
+                             f"{sorted(known)} (see docs/config.md)")
+    if not isinstance(config.get("callbacks", []), list):
+        raise UsageError(f"{path}: 'callbacks' must be a list")
+    return config
 
 
 def command_train(args: argparse.Namespace) -> int:
-    config = _read_config(args.config)
-    unknown = sorted(set(config) - _CONFIG_KEYS)
-    if unknown:
-        raise UsageError(f"{args.config}: unknown key(s) {unknown}; "
-                         f"known: {sorted(_CONFIG_KEYS)}")
-    for key in ("data", "model"):
-        if key not in config:
-            raise UsageError(f"{args.config}: missing key {key!r}")
+    config = _checked_config(args.config)
     data_spec = config["data"]
     x, y = load_dataset(data_spec)
     test_size = data_spec.get("test_size", 0.2)
@@ -244,33 +306,35 @@ def command_train(args: argparse.Namespace) -> int:
     classification = y.dtype.kind in "iu"
     x_train, x_test, y_train, y_test = data_module.train_test_split(
         x, y, test_size=test_size, seed=seed, stratify=classification)
-    if data_spec.get("scale", True):
-        scaler = data_module.StandardScaler()
-        x_train, x_test = scaler.fit_transform(x_train), scaler.transform(x_test)
 
     model_spec = dict(config["model"])
-    from minidl.layers import layer_from_config
-
     layers = [layer_from_config(spec) for spec in model_spec.pop("layers", [])]
+    scale = data_spec.get("scale", True)
+    if scale:
+        # the scaling travels with the model: evaluate, predict and serve take raw data
+        layers.insert(0, Normalization())
     model_spec.setdefault("input_dim", list(x.shape[1:]))
     model = Sequential(layers, **model_spec)
+    if scale:
+        model.layers[0].adapt(x_train)
     compile_spec = config.get("compile", {})
     optimizer = compile_spec.get("optimizer", "adam")
     if isinstance(optimizer, dict):
-        from minidl.optim import deserialize
-
-        optimizer = deserialize(optimizer, model.parameters())
+        optimizer = optim_module.deserialize(optimizer, model.parameters())
     model.compile(optimizer=optimizer, loss=compile_spec.get("loss", "cross_entropy"),
                   metrics=compile_spec.get("metrics", []))
     callback_objects = [_callback_from_config(spec) for spec in config.get("callbacks", [])]
     fit_spec = {"epochs": 10, "batch_size": 32, "verbose": 1, **config.get("fit", {})}
+    fit_spec.update({name: getattr(args, name) for name in _FIT_FLAGS
+                     if getattr(args, name) is not None})
     model.fit(x_train, y_train, callbacks=callback_objects, **fit_spec)
     scores = model.evaluate(x_test, y_test)
-    print("test: " + ", ".join(f"{key}={value:.4f}" for key, value in scores.items()))
+    # printed as `minidl evaluate` prints them, so the two can be compared digit for digit
+    print(f"test ({len(x_test)} held-out rows):")
+    print(json.dumps(scores, indent=2))
     output = args.output or config.get("output", "model.npz")
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
     model.save(output)
-    print(f"saved {output}")
+    print(f"saved {model_file(output)}")
     return 0
 
 
@@ -315,11 +379,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=int, default=60, help="maximum epochs (early stopping)")
     demo.add_argument("--folder", default="models", help="where the model versions go")
 
-    train = commands.add_parser("train", help="train a model described by a JSON/TOML file",
-                                description="Train from a config file: data, model layers, "
-                                            "compile, fit, callbacks, output path.")
-    train.add_argument("config", help="a .json or .toml training config")
-    train.add_argument("--output", help="where to save the model (overrides the config)")
+    train = commands.add_parser(
+        "train", help="train a model described by a JSON/TOML file",
+        description="Train from a config file with the sections data, model, compile, fit, "
+                    "callbacks and output; every key, its default and a complete example are "
+                    "in docs/config.md. The flags below override the config.",
+        epilog="example: minidl train train.json --epochs 5 --output models/m/1/model.npz")
+    train.add_argument("config", help="a .json or .toml training config (docs/config.md)")
+    train.add_argument("--epochs", type=int, help="fit.epochs: epochs to train")
+    train.add_argument("--batch-size", dest="batch_size", type=int,
+                       help="fit.batch_size: rows per gradient step")
+    train.add_argument("--validation-split", dest="validation_split", type=float,
+                       help="fit.validation_split: fraction of the training rows held out")
+    train.add_argument("--verbose", type=int, choices=[0, 1],
+                       help="fit.verbose: 1 prints progress, 0 nothing")
+    train.add_argument("--output", help="output: where to save the model (a file, or a "
+                                        "folder that gets model.npz)")
 
     evaluate = commands.add_parser("evaluate", help="loss and metrics of a model on data")
     evaluate.add_argument("model", help="a .npz model file")

@@ -5,13 +5,15 @@ Train an MLP on scikit-learn's bundled 8x8 digits (or on a synthetic set from
 the test metrics and the confusion matrix; save the training curves as a PNG and the model as
 ``FOLDER/digits/1/model.npz``; serve it on 127.0.0.1 with the TensorFlow-Serving-compatible
 server; send a TensorFlow-Serving-style predict request for a few test images and print the
-answers next to the true labels; then keep serving until Ctrl-C (or stop at once with
-``--once``). Nothing leaves the machine: the only connection is to 127.0.0.1.
+answers next to the true labels; then keep serving until Ctrl-C or SIGTERM (or stop at once
+with ``--once``). Nothing leaves the machine: the only connection is to 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import json
+import signal
+import socket
 import threading
 import time
 import urllib.request
@@ -21,8 +23,9 @@ import numpy as np
 
 from minidl import metrics
 from minidl.callbacks import EarlyStopping
-from minidl.data import StandardScaler, make_spirals, train_test_split
-from minidl.layers import Dense
+from minidl.cli import UsageError
+from minidl.data import make_spirals, train_test_split
+from minidl.layers import Dense, Normalization
 from minidl.model import Sequential
 
 MODEL_NAME = "digits"
@@ -39,14 +42,14 @@ def _load_data() -> tuple[np.ndarray, np.ndarray, str]:
             "scikit-learn's bundled 8x8 digits")
 
 
-def _save_curves(history, path: Path) -> str:
+def _save_curves(history, restored_epoch: int, path: Path) -> str:
     try:
         import matplotlib
 
         matplotlib.use("Agg")  # a file, not a window: works on machines without a screen
     except ImportError:
         return "training curves not drawn: pip install 'minidl[plot]' for matplotlib"
-    figure = history.plot()
+    figure = history.plot(restored_epoch=restored_epoch)
     figure.savefig(path, dpi=100)
     import matplotlib.pyplot as plt
 
@@ -63,8 +66,46 @@ def _query(url: str, instances: list) -> list:
         return json.loads(response.read())["predictions"]
 
 
+def _check_port_is_free(port: int) -> None:
+    """Fail before training, not after, when the port is taken (binding as the server does)."""
+    if port == 0:
+        return
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("127.0.0.1", port))
+    except OSError as error:
+        raise UsageError(f"port {port} on 127.0.0.1 is not available ({error.strerror}; "
+                         f"--port): stop what uses it or choose another port, --port 0 for "
+                         f"any free one") from None
+    finally:
+        probe.close()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_demo(port: int = 8501, once: bool = False, epochs: int = 60,
              folder: str = "models") -> int:
+    """Train, save, serve and query (module docstring); SIGINT and SIGTERM stop it at any
+    point, also when it was started in the background with SIGINT ignored."""
+    _check_port_is_free(port)
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, _interrupt)
+    try:
+        return _train_save_serve(port, once, epochs, folder)
+    except KeyboardInterrupt:
+        print("\nstopped", flush=True)
+        return 0
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _train_save_serve(port: int, once: bool, epochs: int, folder: str) -> int:
     from minidl.serving import create_app
     from minidl.serving.server import make_server
 
@@ -73,32 +114,33 @@ def run_demo(port: int = 8501, once: bool = False, epochs: int = 60,
           f"{len(np.unique(y))} classes")
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, seed=0,
                                                         stratify=True)
-    scaler = StandardScaler()
-    x_train, x_test = scaler.fit_transform(x_train), scaler.transform(x_test)
-    # the scaler is folded into the first layer below, so the served model takes raw pixels
-    model = Sequential([Dense(64, activation="relu"), Dense(64, activation="relu"),
+    # the scaling is the model's first layer: the saved model takes raw pixels, as clients
+    # send them, and the file alone reproduces what training reports below
+    model = Sequential([Normalization(), Dense(64, activation="relu"),
+                        Dense(64, activation="relu"),
                         Dense(len(np.unique(y)), activation="softmax")],
                        input_dim=x.shape[1], seed=0)
+    model.layers[0].adapt(x_train)
     model.compile(optimizer="adam", loss="cross_entropy", metrics=["accuracy"])
     model.summary()
+    early_stopping = EarlyStopping(monitor="val_loss", patience=5, restore_best_weights=True)
     history = model.fit(x_train, y_train, epochs=epochs, batch_size=32, validation_split=0.1,
-                        callbacks=[EarlyStopping(monitor="val_loss", patience=5,
-                                                 restore_best_weights=True)], verbose=1)
+                        callbacks=[early_stopping], verbose=1)
     probabilities = model.predict(x_test)
     predicted = probabilities.argmax(axis=1)
-    print(f"\ntrained {len(history.epoch)} epochs; test accuracy "
+    print(f"\ntrained {len(history.epoch)} epochs, kept the weights of epoch "
+          f"{early_stopping.best_epoch + 1} (lowest val_loss); test accuracy "
           f"{metrics.accuracy(y_test, probabilities):.4f}, macro F1 "
           f"{metrics.f1(y_test, predicted):.4f}")
     print("confusion matrix (rows: true class, columns: predicted):")
     print(metrics.confusion_matrix(y_test, predicted))
 
-    _fold_scaler_into_first_layer(model, scaler)
     base_path = Path(folder) / MODEL_NAME
-    (base_path / "1").mkdir(parents=True, exist_ok=True)
-    print(_save_curves(history, Path(folder) / f"{MODEL_NAME}_training.png"))
     model_path = base_path / "1" / "model.npz"
     model.save(model_path)
     print(f"model saved to {model_path}")
+    curves = Path(folder) / f"{MODEL_NAME}_training.png"
+    print(_save_curves(history, early_stopping.best_epoch, curves))
 
     app = create_app(model_name=MODEL_NAME, model_base_path=str(base_path.resolve()),
                      file_system_poll_wait_seconds=1.0)
@@ -109,9 +151,8 @@ def run_demo(port: int = 8501, once: bool = False, epochs: int = 60,
     thread.start()
     url = f"{server.url}/v1/models/{MODEL_NAME}:predict"
     try:
-        raw_test = scaler.inverse_transform(x_test[:8])
         started = time.perf_counter()
-        predictions = _query(url, raw_test.tolist())
+        predictions = _query(url, x_test[:8].tolist())
         elapsed_ms = (time.perf_counter() - started) * 1000
         print(f"\nPOST {url}  ({elapsed_ms:.1f} ms)")
         print("  true  predicted  probability")
@@ -125,23 +166,8 @@ def run_demo(port: int = 8501, once: bool = False, epochs: int = 60,
         while thread.is_alive():
             thread.join(0.5)
         return 0
-    except KeyboardInterrupt:
-        print("\nstopping")
-        return 0
     finally:
         server.shutdown()
         server.server_close()
         server.drain(5.0)
         app.close()
-
-
-def _fold_scaler_into_first_layer(model: Sequential, scaler: StandardScaler) -> None:
-    r"""Make the model take unscaled inputs: :math:`((x - \mu)/\sigma) W + b =
-    x (W/\sigma) + (b - (\mu/\sigma) W)`, so clients send raw pixel values."""
-    first = model.layers[0]
-    mean = np.asarray(scaler.mean, dtype=np.float64)
-    scale = np.asarray(scaler.scale, dtype=np.float64)
-    kernel = first.kernel.data.astype(np.float64)
-    bias = first.bias.data.astype(np.float64)
-    first.bias.data[...] = bias - (mean / scale) @ kernel
-    first.kernel.data[...] = kernel / scale[:, None]

@@ -334,6 +334,22 @@ def test_history_plot_draws_one_panel_per_quantity_with_validation_curves():
         plt.close(only_loss)
 
 
+def test_history_plot_numbers_epochs_from_one_and_marks_the_restored_epoch():
+    _, history = classification_fit(epochs=4, validation_split=0.2)
+    figure = history.plot(restored_epoch=2)
+    try:
+        for axis in figure.axes:
+            train, validation, mark = axis.get_lines()
+            np.testing.assert_array_equal(train.get_xdata(), [1, 2, 3, 4])
+            np.testing.assert_array_equal(mark.get_xdata(), [3, 3])  # the third epoch
+            assert mark.get_label() == "restored (epoch 3)"
+    finally:
+        plt.close(figure)
+    with pytest.raises(ValueError, match=r"restored_epoch 7 was not recorded; recorded epochs: "
+                                         r"0\.\.3"):
+        history.plot(restored_epoch=7)
+
+
 def test_history_plot_rejects_unknown_keys_and_an_empty_history():
     _, history = classification_fit(epochs=1)
     with pytest.raises(ValueError, match=r"unknown keys \['val_loss'\]; recorded"):
