@@ -243,3 +243,48 @@ def test_model_without_input_shape_is_refused_at_load(tmp_path):
     status = manager.status("m")[0]["status"]
     assert status["error_code"] == "INVALID_ARGUMENT"
     assert "has no input shape" in status["error_message"]
+
+
+# ---------------------------------------------------------------- files that are not regular
+
+def make_special_file(path, kind):
+    os.makedirs(path.parent, exist_ok=True)
+    if kind == "fifo":
+        os.mkfifo(path)  # nobody writes to it: a blocking open would wait forever
+    else:
+        path.symlink_to("/dev/zero")  # endless: reading it would never stop growing
+
+
+def bounded(call, seconds=10.0):
+    """Run ``call`` in a thread; fail (rather than hang the suite) if it blocks."""
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"{call} still blocked after {seconds} s"
+
+
+@pytest.mark.parametrize(("kind", "what"), [("fifo", "a FIFO"),
+                                            ("device", "a character device")])
+def test_a_new_version_that_is_not_a_regular_file_is_refused_without_blocking(
+        tmp_path, kind, what):
+    save_version(tmp_path, 1)
+    manager = manager_for(tmp_path)
+    manager.start()
+    make_special_file(tmp_path / "2" / "model.npz", kind)
+    bounded(manager.poll)
+    assert manager.resolve("m")[0] == 1
+    status = manager.status("m", 2)[0]["status"]
+    assert status["error_code"] == "INVALID_ARGUMENT"
+    assert f"model.npz: not a regular file but {what}" in status["error_message"]
+    save_version(tmp_path, 3, seed=3)  # a good newer version is still picked up
+    bounded(manager.poll)
+    assert manager.resolve("m")[0] == 3
+
+
+def test_a_fifo_as_the_newest_version_at_start_up_does_not_block_the_start(tmp_path):
+    save_version(tmp_path, 1)
+    make_special_file(tmp_path / "2" / "model.npz", "fifo")
+    manager = manager_for(tmp_path)
+    bounded(manager.start)
+    assert manager.resolve("m")[0] == 1
+    assert states(manager) == {2: "END", 1: "AVAILABLE"}
