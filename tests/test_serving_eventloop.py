@@ -262,13 +262,14 @@ def test_a_slow_client_is_served_and_does_not_hold_up_others(tmp_path):
             if index == len(head) // 2:  # half a request line and headers received
                 assert_status_answer(exchange(quick, STATUS))
                 quick_finished.append(time.monotonic())
-        for index, piece in enumerate(pieces):  # then the body in pieces
+        for index, piece in enumerate(pieces[:-1]):  # then the body in pieces
             slow.sendall(piece)
             if index == 0:  # a head received, its body incomplete
                 assert_doubled(exchange(quick, predict_request(OTHER_ROWS)), OTHER_ROWS)
                 quick_finished.append(time.monotonic())
-            assert nothing_to_read(slow)
+            assert nothing_to_read(slow)  # no answer before the whole body is in
             time.sleep(0.02)
+        slow.sendall(pieces[-1])  # the body is complete: the answer may come at once
         answer = Reader(slow).answer()
         finished = time.monotonic()
         assert_doubled(answer, ROWS)

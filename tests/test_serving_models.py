@@ -4,6 +4,7 @@ Most tests call ``manager.poll()`` themselves, so that nothing depends on thread
 one test runs the background poller with a short period and bounded waits.
 """
 
+import logging
 import os
 import shutil
 import threading
@@ -15,13 +16,16 @@ from test_serving_support import (
     save_version,
     wait_until,
     write_corrupt_version,
+    write_stand_ins,
 )
 
-from minidl.serving.config import ModelConfig, VersionPolicy
+from minidl.serving import models as models_module
+from minidl.serving.config import ConfigError, ModelConfig, VersionPolicy
 from minidl.serving.models import (
     ModelManager,
     ServableNotFound,
     ServableUnavailable,
+    no_version_problem,
     scan_versions,
 )
 
@@ -288,3 +292,127 @@ def test_a_fifo_as_the_newest_version_at_start_up_does_not_block_the_start(tmp_p
     bounded(manager.start)
     assert manager.resolve("m")[0] == 1
     assert states(manager) == {2: "END", 1: "AVAILABLE"}
+
+
+# ---------------------------------------------------------------- problems, said once
+
+LAYOUT = "BASE/<integer version>/model.npz"
+
+
+def reported(caplog):
+    """The messages logged at WARNING or above by the version manager."""
+    return [record.getMessage() for record in caplog.records
+            if record.name == "minidl.serving" and record.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize("entries, found", [
+    ([], "an empty folder"),
+    (["model.npz"], "model.npz"),
+    (["v1/"], "v1/"),
+    (["v1/model.npz"], "v1/model.npz"),
+    (["1/my_model.h5"], "1/my_model.h5"),
+    (["1/"], "1/"),
+])
+def test_no_version_problem_says_the_layout_expected_and_what_was_found(tmp_path, entries,
+                                                                         found):
+    write_stand_ins(tmp_path, entries)
+    assert no_version_problem(str(tmp_path)) == (
+        f"no version to serve in {tmp_path}: expected {LAYOUT} "
+        f"(e.g. {tmp_path / '1' / 'model.npz'}); found: {found}")
+
+
+def test_no_version_problem_lists_a_few_entries_sorted(tmp_path):
+    write_stand_ins(tmp_path, ["b.h5", "a/model.npz", "a/notes/", "c/", "d", "e", "f", "g"])
+    assert no_version_problem(str(tmp_path)).endswith(
+        "found: a/model.npz, a/notes/, b.h5, c/, d, ...")
+
+
+@pytest.mark.parametrize("entries", [[], ["model.npz"], ["v1/model.npz"], ["1/my_model.h5"]])
+def test_a_base_path_without_versions_is_reported_once_not_at_every_poll(tmp_path, caplog,
+                                                                         entries):
+    write_stand_ins(tmp_path, entries)
+    manager = manager_for(tmp_path)
+    manager.start()
+    for _ in range(3):
+        manager.poll()
+    messages = reported(caplog)
+    assert messages == [f"minidl.serving: model 'm': {no_version_problem(str(tmp_path))}"]
+
+
+def test_a_changed_problem_is_reported_again_and_a_fixed_one_is_not(tmp_path, caplog):
+    manager = manager_for(tmp_path)
+    manager.start()
+    write_stand_ins(tmp_path, ["model.npz"])
+    manager.poll()
+    manager.poll()
+    assert [message.rsplit("found: ", 1)[1] for message in reported(caplog)] == [
+        "an empty folder", "model.npz"]
+    save_version(tmp_path, 1)
+    manager.poll()
+    manager.poll()
+    assert manager.resolve("m")[0] == 1
+    assert len(reported(caplog)) == 2
+
+
+def test_a_base_path_that_is_a_file_is_reported_once_without_a_traceback(tmp_path, caplog):
+    save_version(tmp_path, 1)
+    model_file = tmp_path / "1" / "model.npz"
+    manager = manager_for(model_file)
+    manager.start()
+    for _ in range(3):
+        manager.poll()
+    assert reported(caplog) == [
+        f"minidl.serving: model 'm': base path {model_file} is a file, not a folder; expected "
+        f"{LAYOUT}; give the folder holding the version folders: {tmp_path}"]
+    assert all(record.exc_info is None for record in caplog.records)
+
+
+def test_check_base_paths_refuses_a_missing_base_path_or_a_file(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a folder")
+    save_version(tmp_path / "good", 1)
+    manager = ModelManager([ModelConfig("gone", str(tmp_path / "gone")),
+                            ModelConfig("good", str(tmp_path / "good")),
+                            ModelConfig("text", str(tmp_path / "notes.txt"))])
+    with pytest.raises(ConfigError) as raised:
+        manager.check_base_paths()
+    assert str(raised.value) == (
+        f"model 'gone': base path {tmp_path / 'gone'} does not exist; expected {LAYOUT}; "
+        f"model 'text': base path {tmp_path / 'notes.txt'} is a file, not a folder; "
+        f"expected {LAYOUT}")
+    ModelManager([ModelConfig("good", str(tmp_path / "good"))]).check_base_paths()
+
+
+def test_a_scan_that_fails_keeps_the_served_version_and_is_reported_once(tmp_path, caplog,
+                                                                         monkeypatch):
+    save_version(tmp_path, 1)
+    manager = manager_for(tmp_path)
+    manager.start()
+
+    def unreadable(base_path):
+        raise PermissionError(13, "Permission denied", base_path)
+
+    monkeypatch.setattr(models_module, "scan_versions", unreadable)
+    for _ in range(3):
+        manager.poll()
+    assert manager.resolve("m")[0] == 1
+    assert reported(caplog) == [
+        f"minidl.serving: model 'm': cannot scan base path {tmp_path}: "
+        f"[Errno 13] Permission denied: '{tmp_path}'"]
+    assert all(record.exc_info is None for record in caplog.records)
+
+
+def test_an_unforeseen_poll_failure_is_logged_once_with_its_traceback(tmp_path, caplog,
+                                                                      monkeypatch):
+    save_version(tmp_path, 1)
+    manager = manager_for(tmp_path)
+    manager.start()
+
+    def broken(base_path):
+        raise RuntimeError("a bug in the scan")
+
+    monkeypatch.setattr(models_module, "scan_versions", broken)
+    for _ in range(3):
+        manager.poll()
+    assert reported(caplog) == [
+        "minidl.serving: model 'm': polling failed: RuntimeError: a bug in the scan"]
+    assert len([record for record in caplog.records if record.exc_info]) == 1

@@ -1,9 +1,12 @@
-"""The built-in server as a process (ready line, SIGTERM), graceful drain, the command line,
-and the same app under gunicorn with two workers."""
+"""The built-in server as a process (ready line, SIGTERM), graceful drain, the command line
+(and the one line it says about a base path or port it cannot use), and the same app under
+gunicorn with two workers."""
 
+import json
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -17,6 +20,7 @@ from test_serving_support import (
     gated_app,
     save_version,
     wait_until,
+    write_stand_ins,
 )
 
 from minidl.model import load_model
@@ -25,14 +29,28 @@ from minidl.serving.server import make_server
 
 ROWS = [[0.1, -0.2, 0.3, 0.4], [1.0, 2.0, -3.0, 0.5]]
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LAYOUT = "BASE/<integer version>/model.npz"
+# what people put in a base path instead of LAYOUT, and the entries the server says it found
+NO_VERSION_LAYOUTS = [([], "an empty folder"), (["model.npz"], "model.npz"),
+                      (["v1/model.npz"], "v1/model.npz"), (["1/my_model.h5"], "1/my_model.h5")]
+
+
+def child_env():
+    return dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
 
 def start_process(args, log_path):
     """Start ``python args...``: stdout piped (for the ready line), stderr to ``log_path``."""
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     with open(log_path, "w") as log:
         return subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=log,
-                                text=True, env=env, cwd=REPO)
+                                text=True, env=child_env(), cwd=REPO)
+
+
+def run_serve(args, timeout=20.0):
+    """Run ``python -m minidl serve args...`` to its end: ``(exit code, stderr lines)``."""
+    done = subprocess.run([sys.executable, "-m", "minidl", "serve", *args], capture_output=True,
+                          text=True, env=child_env(), cwd=REPO, timeout=timeout)
+    return done.returncode, done.stderr.splitlines()
 
 
 def read_ready_line(process, timeout=30.0):
@@ -44,6 +62,12 @@ def read_ready_line(process, timeout=30.0):
     except queue.Empty:
         process.kill()
         raise AssertionError(f"no ready line within {timeout} s") from None
+
+
+def ready_url(process):
+    line = read_ready_line(process)
+    assert line.startswith("minidl serving on http://127.0.0.1:"), line
+    return line.split(" on ", 1)[1].strip()
 
 
 def stop(process, signum=signal.SIGTERM, timeout=15.0):
@@ -213,3 +237,106 @@ def test_gunicorn_with_two_workers_serves_the_same_answers(tmp_path):
         assert bad.status_code == 400 and "JSON Parse error" in bad.json()["error"]
     finally:
         assert stop(process) == 0, log.read_text()
+
+
+# ---------------------------------------------------------------- base paths, ports it cannot use
+
+def layout_lines(log_path):
+    """The lines of a server's stderr that explain the layout a base path should have."""
+    return [line for line in log_path.read_text().splitlines() if LAYOUT in line]
+
+
+def wait_for_version(url, name, version):
+    """Wait (bounded) until ``version`` is the highest one of ``name`` and AVAILABLE."""
+    def served():
+        answer = requests.get(f"{url}/v1/models/{name}", timeout=10)
+        entries = answer.json().get("model_version_status", [])
+        return entries and (entries[0]["version"], entries[0]["state"]) == (str(version),
+                                                                            "AVAILABLE")
+
+    wait_until(served, timeout=20, interval=0.05)
+
+
+@pytest.mark.parametrize("base_path, problem", [
+    ("1/model.npz", "is a file, not a folder"),
+    ("missing", "does not exist"),
+])
+def test_serve_refuses_a_base_path_that_is_a_file_or_missing_in_one_line(tmp_path, base_path,
+                                                                         problem):
+    save_version(tmp_path, 1)
+    code, lines = run_serve(["--model_base_path", str(tmp_path / base_path),
+                             "--rest_api_port", "0"])
+    assert code == 2
+    assert len(lines) == 1, lines  # so no traceback either
+    assert lines[0].startswith(f"minidl serve: error: model 'default': base path "
+                               f"{tmp_path / base_path} {problem}; expected {LAYOUT}")
+
+
+def test_serve_on_a_port_in_use_names_the_port_and_the_flag(tmp_path):
+    save_version(tmp_path, 1)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, lines = run_serve(["--model_base_path", str(tmp_path), "--rest_api_port", str(port)])
+    assert code == 2
+    assert lines == [f"minidl serve: error: port {port} on 127.0.0.1 is already in use "
+                     "(--rest_api_port); stop the other server or choose another port"]
+
+
+@pytest.mark.parametrize("entries, found", NO_VERSION_LAYOUTS)
+def test_serve_says_once_at_start_up_that_a_base_path_has_no_version(tmp_path, entries, found):
+    base = tmp_path / "base"
+    write_stand_ins(base, entries)
+    log = tmp_path / "server.log"
+    process = start_process(["-m", "minidl", "serve", "--model_base_path", str(base),
+                             "--rest_api_port", "0", "--file_system_poll_wait_seconds", "0.05"],
+                            log)
+    try:
+        url = ready_url(process)
+        # the start-up scan, and the line it logs (flushed), come before the ready line
+        at_start_up = layout_lines(log)
+        assert len(at_start_up) == 1 and at_start_up[0].endswith(
+            f"model 'default': no version to serve in {base}: expected {LAYOUT} "
+            f"(e.g. {base / '1' / 'model.npz'}); found: {found}")
+        assert requests.get(url + "/v1/models/default", timeout=10).status_code == 404
+        # a version put in place in one rename: no scan sees a half-made folder
+        save_version(tmp_path / "staging", 7)
+        os.rename(tmp_path / "staging" / "7", base / "7")
+        wait_for_version(url, "default", 7)  # a later scan ran, and said nothing more
+    finally:
+        code = stop(process)
+    assert code == 0
+    assert "Traceback" not in log.read_text()
+    assert layout_lines(log) == at_start_up
+
+
+def test_serve_with_a_model_config_file_says_once_per_model_that_it_has_no_version(tmp_path):
+    configs = []
+    for index, (entries, _) in enumerate(NO_VERSION_LAYOUTS):
+        write_stand_ins(tmp_path / f"broken{index}", entries)
+        configs.append({"name": f"broken{index}", "base_path": str(tmp_path / f"broken{index}")})
+    # scanned after the broken ones: each new version it serves proves one more scan of them
+    save_version(tmp_path / "witness", 1)
+    configs.append({"name": "witness", "base_path": str(tmp_path / "witness")})
+    config_file = tmp_path / "models.json"
+    config_file.write_text(json.dumps({"model_config_list": {"config": configs}}))
+    log = tmp_path / "server.log"
+    process = start_process(["-m", "minidl", "serve", "--model_config_file", str(config_file),
+                             "--rest_api_port", "0", "--file_system_poll_wait_seconds", "0.05"],
+                            log)
+    try:
+        url = ready_url(process)
+        assert len(layout_lines(log)) == len(NO_VERSION_LAYOUTS)  # at start-up
+        for version in (2, 3):  # two scans after the start-up one, at least
+            save_version(tmp_path / "witness", version, seed=version)
+            wait_for_version(url, "witness", version)
+    finally:
+        code = stop(process)
+    assert code == 0
+    assert "Traceback" not in log.read_text()
+    lines = layout_lines(log)
+    assert len(lines) == len(NO_VERSION_LAYOUTS)
+    for index, (_, found) in enumerate(NO_VERSION_LAYOUTS):
+        assert sum(f"model 'broken{index}': no version to serve" in line
+                   and line.endswith(f"found: {found}") for line in lines) == 1, lines

@@ -43,6 +43,21 @@ def write_corrupt_version(base_path: str | os.PathLike, version: int) -> str:
     return path
 
 
+def write_stand_ins(base_path: str | os.PathLike, relative_paths: list[str]) -> None:
+    """Create ``base_path`` and, under it, each of ``relative_paths`` as a small file that is
+    not a model, or a folder if it ends with "/": the layouts people try instead of
+    ``BASE/<integer version>/model.npz``."""
+    os.makedirs(base_path, exist_ok=True)
+    for relative_path in relative_paths:
+        path = os.path.join(os.fspath(base_path), relative_path)
+        if relative_path.endswith("/"):
+            os.makedirs(path, exist_ok=True)
+            continue
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as file:
+            file.write(b"stand-in")
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0,
                interval: float = 0.02) -> Any:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""

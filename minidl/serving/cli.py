@@ -8,6 +8,7 @@ other machines should be a decision (``--rest_api_host 0.0.0.0``), not a default
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from collections.abc import Sequence
@@ -89,7 +90,8 @@ def build_arg_parser(prog: str = "minidl serve") -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the server until SIGTERM/SIGINT; 0 after a clean stop, 2 for a bad configuration."""
+    """Run the server until SIGTERM/SIGINT; 0 after a clean stop, 2 for a bad configuration
+    (such as a base path that is missing or a file, or a port in use), said in one line."""
     parser = build_arg_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
@@ -106,8 +108,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
             max_body_bytes=args.max_body_bytes, enable_cors=args.rest_api_enable_cors_support,
             max_enqueued_requests=args.max_enqueued_requests)
+        # a base path that is missing or a file: say so and stop, rather than wait for it
+        app.manager.check_base_paths()
         return serve(app, args.rest_api_host, args.rest_api_port,
                      max_connections=args.rest_api_num_threads)
     except (ValueError, OSError) as error:
-        print(f"minidl serve: error: {error}", file=sys.stderr, flush=True)
+        message = str(error)
+        # only binding the listening socket fails this way: name the flag that chose the port
+        if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:
+            message = (f"port {args.rest_api_port} on {args.rest_api_host} is already in use "
+                       "(--rest_api_port); stop the other server or choose another port")
+        print(f"minidl serve: error: {message}", file=sys.stderr, flush=True)
         return 2

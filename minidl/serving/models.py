@@ -18,6 +18,11 @@ that was still being copied is picked up once complete. Unlike TF Serving, the d
 ``latest`` policy then falls back to the highest version that *did* load instead of serving
 nothing.
 
+A problem that leaves a model with nothing to serve (a base path that is missing or is a file,
+no version folder holding ``model.npz``, a scan that failed) is logged in one line when it
+first appears, saying what layout is expected and what was found, and not again at every poll;
+the poller keeps scanning, so fixing the folder is enough.
+
 States are TF Serving's names. Three of them are ever seen here: LOADING, AVAILABLE and END
 (unloaded, or failed with a non-OK error code). START and UNLOADING take no time: a version
 is loaded as soon as it is found, and unloading is dropping one reference.
@@ -33,11 +38,14 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from minidl.serving.config import ModelConfig
+from minidl.serving.config import ConfigError, ModelConfig
 
 logger = logging.getLogger("minidl.serving")
 
 MODEL_FILE = "model.npz"
+LAYOUT = f"BASE/<integer version>/{MODEL_FILE}"
+# the line reporting a base path without versions lists this many of its entries at most
+MAX_ENTRIES_SHOWN = 5
 LOADING, AVAILABLE, END = "LOADING", "AVAILABLE", "END"
 # ended versions whose folder is gone are remembered for the status, up to this many per model
 MAX_ENDED_RECORDS = 32
@@ -89,6 +97,11 @@ class Served:
 _EMPTY = Served(MappingProxyType({}), None)
 
 
+def _is_version_name(name: str) -> bool:
+    # only plain non-negative integers: "1", "002"; never "-1", "1.5", "v1", "١"
+    return name.isascii() and name.isdigit() and len(name) <= 18
+
+
 def scan_versions(base_path: str) -> dict[int, tuple[int, int] | None]:
     """``{version: (size, mtime_ns) of model.npz, or None while the file is missing}``."""
     try:
@@ -97,8 +110,7 @@ def scan_versions(base_path: str) -> dict[int, tuple[int, int] | None]:
         return {}
     found: dict[int, tuple[int, int] | None] = {}
     for name in names:
-        # only plain non-negative integers: "1", "002"; never "-1", "1.5", "v1", "١"
-        if not (name.isascii() and name.isdigit()) or len(name) > 18:
+        if not _is_version_name(name):
             continue
         try:
             stat = os.stat(os.path.join(base_path, name, MODEL_FILE))
@@ -110,6 +122,51 @@ def scan_versions(base_path: str) -> dict[int, tuple[int, int] | None]:
     return found
 
 
+def base_path_problem(base_path: str) -> str | None:
+    """Why ``base_path`` cannot hold versions at all (it is missing, or not a folder), or None."""
+    if os.path.isdir(base_path):
+        return None
+    if not os.path.exists(base_path):
+        return f"base path {base_path} does not exist; expected {LAYOUT}"
+    problem = f"base path {base_path} is a file, not a folder; expected {LAYOUT}"
+    parent, version = os.path.split(os.path.dirname(base_path))
+    if os.path.basename(base_path) == MODEL_FILE and _is_version_name(version):
+        # the usual slip: one version's model file instead of the folder holding the versions
+        return f"{problem}; give the folder holding the version folders: {parent}"
+    return problem
+
+
+def _entries(base_path: str, limit: int) -> list[str]:
+    """Up to ``limit`` entries of ``base_path``, sorted, one folder deep: "a.npz", "v1/b", "c/"."""
+    entries: list[str] = []
+    for name in sorted(os.listdir(base_path)):
+        path = os.path.join(base_path, name)
+        if not os.path.isdir(path):
+            entries.append(name)
+            continue
+        try:
+            inside = sorted(os.listdir(path))[:limit]
+        except OSError:  # unreadable, or removed since: its name alone still tells something
+            inside = []
+        shown = [f"{name}/{child}" + ("/" if os.path.isdir(os.path.join(path, child)) else "")
+                 for child in inside]
+        entries.extend(shown or [f"{name}/"])
+        if len(entries) >= limit:
+            break
+    return entries[:limit]
+
+
+def no_version_problem(base_path: str) -> str:
+    """The line saying that no version folder of ``base_path`` holds ``model.npz``: the layout
+    expected, an example, and the first :data:`MAX_ENTRIES_SHOWN` entries found instead."""
+    entries = _entries(base_path, MAX_ENTRIES_SHOWN + 1)
+    found = ", ".join(entries[:MAX_ENTRIES_SHOWN]) or "an empty folder"
+    if len(entries) > MAX_ENTRIES_SHOWN:
+        found += ", ..."
+    example = os.path.join(base_path, "1", MODEL_FILE)
+    return f"no version to serve in {base_path}: expected {LAYOUT} (e.g. {example}); found: {found}"
+
+
 class _ModelSlot:
     """Per model: its config, the records of its versions and the served snapshot."""
 
@@ -117,7 +174,7 @@ class _ModelSlot:
         self.config = config
         self.records: dict[int, VersionRecord] = {}
         self.served: Served = _EMPTY
-        self.warned_missing = False
+        self.problem: str | None = None  # the last one logged: logged again only if it changes
 
 
 class ModelManager:
@@ -151,6 +208,17 @@ class ModelManager:
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
+
+    def check_base_paths(self) -> None:
+        """Raise ConfigError when a base path is missing or is not a folder.
+
+        ``minidl serve`` calls it before serving. The poller itself only reports such a path
+        and keeps waiting for it, for servers started before their models are in place.
+        """
+        problems = [f"model {name!r}: {problem}" for name, slot in self._slots.items()
+                    if (problem := base_path_problem(slot.config.base_path)) is not None]
+        if problems:
+            raise ConfigError("; ".join(problems))
 
     def start(self) -> None:
         """Scan once now (so the first answer can already be served), then poll in the
@@ -195,24 +263,37 @@ class ModelManager:
     # ------------------------------------------------------------------ polling
 
     def poll(self) -> None:
-        """Scan every base path once and load/unload what changed. Never raises."""
+        """Scan every base path once and load/unload what changed. Never raises.
+
+        A model's problem is logged when it differs from the one its previous scan logged:
+        once, not at every poll.
+        """
         with self._poll_lock:
             for slot in self._slots.values():
                 if self._stop.is_set():
                     return
+                name = slot.config.name
                 try:
-                    self._poll_model(slot)
-                except Exception:  # a scan must never kill the poller: log it, retry next time
-                    logger.exception("minidl.serving: polling model %r failed",
-                                     slot.config.name)
+                    problem = self._poll_model(slot)
+                except Exception as error:  # a scan must never kill the poller: retry next time
+                    problem = f"polling failed: {type(error).__name__}: {error}"
+                    if problem != slot.problem:  # unforeseen: its traceback helps to fix it
+                        logger.exception("minidl.serving: model %r: %s", name, problem)
+                else:
+                    if problem is not None and problem != slot.problem:
+                        logger.warning("minidl.serving: model %r: %s", name, problem)
+                slot.problem = problem
 
-    def _poll_model(self, slot: _ModelSlot) -> None:
+    def _poll_model(self, slot: _ModelSlot) -> str | None:
+        """Load and unload what changed on disk; returns the problem to report, if any."""
         config = slot.config
-        on_disk = scan_versions(config.base_path)
-        if not on_disk and not os.path.isdir(config.base_path) and not slot.warned_missing:
-            logger.warning("minidl.serving: base path %s of model %r does not exist (yet)",
-                           config.base_path, config.name)
-            slot.warned_missing = True
+        problem = base_path_problem(config.base_path)
+        try:
+            on_disk = {} if problem else scan_versions(config.base_path)
+            if problem is None and all(signature is None for signature in on_disk.values()):
+                problem = no_version_problem(config.base_path)
+        except OSError as error:  # e.g. no permission: keep serving what is loaded
+            return f"cannot scan base path {config.base_path}: {error}"
         with self._lock:
             for version, signature in on_disk.items():
                 record = slot.records.get(version)
@@ -230,7 +311,8 @@ class ModelManager:
             # the next version down); each round fails at least one more version, so it ends
             if loaded_all:
                 self._unload_unwanted(slot, set(wanted), on_disk)
-                return
+                break
+        return problem
 
     def _load(self, slot: _ModelSlot, version: int, signature: tuple[int, int] | None) -> bool:
         name = slot.config.name
