@@ -747,8 +747,10 @@ class Normalization(Layer):
                  variance: Any = None, invert: bool = False,
                  input_shape: Sequence[int] | None = None) -> None:
         super().__init__()
-        if axis is not None and not isinstance(axis, int):
+        if isinstance(axis, (list, tuple)):
             axis = list(axis)
+        elif axis is not None and (isinstance(axis, bool) or not isinstance(axis, int)):
+            axis = [axis]  # reported below, with the others
         if any(isinstance(a, bool) or not isinstance(a, int) for a in self._axes(axis)):
             raise TypeError(f"Normalization: axis must be an int, a list of ints or None, "
                             f"got {axis!r}")
@@ -771,6 +773,8 @@ class Normalization(Layer):
         self.adapt_variance: np.ndarray | None = None
         self._broadcast_shape: tuple[int, ...] | None = None
         self._scale: np.ndarray | None = None  # max(σ, ε), cached by forward for backward
+        self._output_shape: tuple[int, ...] | None = None
+        self._dtype: np.dtype | None = None
 
     @staticmethod
     def _axes(axis: int | list[int] | None) -> list[int]:
@@ -846,9 +850,25 @@ class Normalization(Layer):
                              f"statistics of shape {expected}, the layer holds "
                              f"{self.adapt_mean.shape}")
         reduced = tuple(a for a in range(data.ndim) if a not in self._kept_axes(data.shape[1:]))
+        mean = data.mean(axis=reduced, dtype=np.float64)
+        variance = data.var(axis=reduced, dtype=np.float64)
+        # a constant feature's mean can be off by an ulp, and its variance then that error
+        # squared: dividing by its root would turn the constant into ±1 instead of 0
+        largest = data.max(axis=reduced)
+        constant = largest == data.min(axis=reduced)
+        mean = np.where(constant, largest, mean)
+        variance = np.where(constant, 0.0, variance)
+        dtype = self.adapt_mean.dtype
+        with np.errstate(over="ignore"):  # an overflow is reported below, with the fix
+            fits = np.isfinite(variance.astype(dtype)) & np.isfinite(mean.astype(dtype))
+        if not fits.all():
+            raise ValueError(f"Normalization.adapt: the data's mean or variance, up to "
+                             f"{np.max(variance):.3g}, overflows the layer's {dtype}; build it "
+                             f"in float64 (Sequential(..., dtype='float64')) or scale the "
+                             f"data down")
         # in place: whoever holds the state arrays (a model's weights) sees the new values
-        self.adapt_mean[...] = data.mean(axis=reduced, dtype=np.float64)
-        self.adapt_variance[...] = data.var(axis=reduced, dtype=np.float64)
+        self.adapt_mean[...] = mean
+        self.adapt_variance[...] = variance
 
     def state(self) -> dict[str, np.ndarray]:
         if self.adapt_mean is None:
@@ -857,19 +877,21 @@ class Normalization(Layer):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         x = self._float_input(x)
-        if x.shape[1:] and self.weight_shapes(x.shape[1:])["mean"] != self.adapt_mean.shape:
+        expected = self._broadcast_shape
+        if (x.ndim != len(expected) + 1
+                or self.weight_shapes(x.shape[1:])["mean"] != self.adapt_mean.shape):
             raise ValueError(f"Normalization: inputs of shape {x.shape} do not match "
-                             f"statistics of shape {self.adapt_mean.shape}")
-        mean = self.adapt_mean.reshape(self._broadcast_shape)
+                             f"statistics of shape {self.adapt_mean.shape} (built for examples "
+                             f"of rank {len(expected)})")
+        mean = self.adapt_mean.reshape(expected)
         self._scale = np.maximum(np.sqrt(self.adapt_variance),
-                                 _NORMALIZATION_EPSILON).reshape(self._broadcast_shape)
-        if self.invert:
-            return mean + x * self._scale
-        return (x - mean) / self._scale
+                                 _NORMALIZATION_EPSILON).reshape(expected)
+        y = mean + x * self._scale if self.invert else (x - mean) / self._scale
+        self._output_shape, self._dtype = y.shape, y.dtype
+        return y
 
     def backward(self, grad_y: np.ndarray) -> np.ndarray:
-        self._require_forward(self._scale)
-        grad_y = np.asarray(grad_y)
+        grad_y = self._incoming_grad(grad_y, self._output_shape, self._dtype)
         return grad_y * self._scale if self.invert else grad_y / self._scale
 
 

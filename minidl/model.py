@@ -280,9 +280,13 @@ class Sequential:
         if x.ndim == 1 and self.input_shape == (1,):
             x = x[:, None]  # one value per row for a one-feature model, as Keras accepts
         if x.ndim < 2:
-            hint = ("a single example: write x[None]" if x.shape == self.input_shape else
-                    "for rows of one feature each write x[:, None], for a single example "
-                    "x[None]")
+            if not self.built:
+                hint = ("for rows of one feature each write x[:, None], for a single example "
+                        "x[None]")
+            elif x.shape == self.input_shape:
+                hint = "a single example: write x[None]"
+            else:
+                hint = f"the model expects examples of shape {self.input_shape}"
             raise ValueError(f"{where}: x must have shape (batch, features...), got shape "
                              f"{x.shape}; {hint}")
         if not self.built:
@@ -600,11 +604,12 @@ MODEL_FILE_NAME = "model.npz"
 
 def model_file(path: str | os.PathLike) -> str:
     """The file a model path means: ``FOLDER/model.npz`` for a path that names a folder (an
-    existing folder, a path ending in a separator, or a last part without a suffix), the
-    path itself otherwise."""
+    existing folder, or a path that is no existing file and whose last part has no suffix,
+    such as ``export/linear/1`` or ``models/``), the path itself otherwise."""
     text = os.fspath(path)
-    names_folder = (os.path.isdir(text) or text.endswith(("/", os.sep))
-                    or not os.path.splitext(os.path.basename(text))[1])
+    # a trailing separator leaves an empty last part: no suffix, so a folder too
+    names_folder = os.path.isdir(text) or (
+        not os.path.isfile(text) and not os.path.splitext(os.path.basename(text))[1])
     return os.path.join(text, MODEL_FILE_NAME) if names_folder else text
 
 

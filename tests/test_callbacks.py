@@ -340,6 +340,7 @@ def test_history_plot_numbers_epochs_from_one_and_marks_the_restored_epoch():
     try:
         for axis in figure.axes:
             train, validation, mark = axis.get_lines()
+            assert validation.get_label() == "validation"
             np.testing.assert_array_equal(train.get_xdata(), [1, 2, 3, 4])
             np.testing.assert_array_equal(mark.get_xdata(), [3, 3])  # the third epoch
             assert mark.get_label() == "restored (epoch 3)"

@@ -1,12 +1,14 @@
-"""minidl.layers: gradients, initializers, dtypes, Dropout, configs, and every bad input."""
+"""minidl.layers: gradients, initializers, dtypes, Dropout, Normalization, configs, and every
+bad input."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
 import scipy.special
 import scipy.stats
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from minidl import regularizers
@@ -18,6 +20,7 @@ from minidl.layers import (
     Flatten,
     LeakyReLU,
     Linear,
+    Normalization,
     ReLU,
     Sigmoid,
     Softmax,
@@ -26,6 +29,7 @@ from minidl.layers import (
     layer_from_config,
     layer_to_config,
 )
+from minidl.model import Sequential
 from minidl.testing import (
     arrays_for,
     batch_shapes,
@@ -46,7 +50,8 @@ def away_from_zero(x: np.ndarray) -> np.ndarray:
 # one of each layer, as (class, config): every test makes its own fresh instance
 EVERY_LAYER = [(Dense, {"units": 3}), (Dense, {"units": 4, "activation": "softmax"}),
                (ReLU, {}), (LeakyReLU, {"negative_slope": 0.2}), (Tanh, {}), (Sigmoid, {}),
-               (Softmax, {}), (Linear, {}), (Dropout, {"rate": 0.5, "seed": 0}), (Flatten, {})]
+               (Softmax, {}), (Linear, {}), (Dropout, {"rate": 0.5, "seed": 0}), (Flatten, {}),
+               (Normalization, {}), (Normalization, {"mean": 1.0, "variance": 4.0, "invert": True})]
 each_layer = pytest.mark.parametrize(
     "layer_class, config", EVERY_LAYER,
     ids=[f"{layer_class.__name__}{config or ''}" for layer_class, config in EVERY_LAYER])
@@ -528,3 +533,304 @@ def test_layer_from_config_rejects_unknown_or_malformed_specs():
 def test_dense_rejects_an_unknown_regularizer():
     with pytest.raises(ValueError, match="unknown regularizer 'L3'"):
         Dense(3, kernel_regularizer={"class_name": "L3", "config": {}})
+
+
+# ----------------------------------------------------------------------------- Normalization
+
+def tuple_axes(example_dims: int):
+    """A non-empty tuple of distinct feature axes of a batch with ``example_dims`` example
+    axes, each written either way (axis 1 of a 4-D batch as 1 or -3)."""
+    ndim = example_dims + 1
+    return st.sets(st.integers(1, example_dims), min_size=1).flatmap(
+        lambda axes: st.tuples(*[st.sampled_from([a, a - ndim]) for a in sorted(axes)]))
+
+
+# name: (axes of one example, strategy of the axis argument)
+NORMALIZATION_AXES = {
+    "axis=-1 on vectors": (1, st.just(-1)),
+    "axis=-1 on 3-D examples": (3, st.just(-1)),
+    "axis=None": (2, st.just(None)),
+    "tuple axis on 3-D examples": (3, tuple_axes(3)),
+}
+
+
+@pytest.mark.parametrize("invert", [False, True], ids=["normalize", "invert"])
+@pytest.mark.parametrize("case", NORMALIZATION_AXES)
+@given(data=st.data())
+def test_normalization_gradients_match_central_differences(case, invert, data):
+    example_dims, axes = NORMALIZATION_AXES[case]
+    shape = data.draw(batch_shapes(min_dims=example_dims, max_dims=example_dims, max_side=4))
+    layer = Normalization(axis=data.draw(axes), invert=invert)
+    rows = data.draw(st.integers(2, 8))
+    # random data plus a ramp of step 25 down the rows: values in [-10, 10] can never cancel
+    # it, so no std reaches the 1e-7 floor, whose outputs of ~1e7 would drown the central
+    # differences in rounding (the floor has a closed-form test of its own)
+    ramp = 25.0 * np.arange(rows).reshape(rows, *[1] * (len(shape) - 1))
+    layer.adapt(data.draw(arrays_for((rows, *shape[1:]))) + ramp)
+    assert check_layer_gradients(layer, data.draw(arrays_for(shape)))
+
+
+@pytest.mark.parametrize("loc, scale", [(0.0, 1.0), (-3.0, 50.0), (1e4, 1e-2)])
+def test_normalization_adapted_on_x_gives_the_zscore_of_x(loc, scale):
+    x = np.random.default_rng(0).normal(loc, scale, size=(40, 4)) * [1.0, 2.0, 0.5, 7.0]
+    layer = Normalization()
+    layer.adapt(x)
+    # scipy's zscore with ddof=0: the population standard deviation, as Keras
+    np.testing.assert_allclose(layer(x), scipy.stats.zscore(x, axis=0), rtol=1e-10,
+                               atol=1e-10)
+
+
+def test_normalization_adapt_then_call_as_in_the_keras_documentation():
+    adapt_data = np.array([[0.0, 7.0, 4.0], [2.0, 9.0, 6.0], [0.0, 7.0, 4.0], [2.0, 9.0, 6.0]],
+                          dtype="float32")
+    layer = Normalization(axis=-1)
+    layer.adapt(adapt_data)
+    np.testing.assert_array_equal(layer(np.array([[0.0, 7.0, 4.0]])), [[-1.0, -1.0, -1.0]])
+
+
+def test_normalization_with_given_mean_and_variance_as_in_the_keras_documentation():
+    layer = Normalization(mean=3.0, variance=2.0)
+    y = layer(np.array([[1.0], [2.0], [3.0]], dtype="float32"))
+    np.testing.assert_allclose(y, [[-1.4142135], [-0.70710677], [0.0]], rtol=1e-7)
+
+
+def test_normalization_invert_as_in_the_keras_documentation():
+    layer = Normalization(axis=-1, invert=True)
+    layer.adapt(np.array([[0.0], [2.0], [0.0], [2.0]]))  # mean 1, variance 1
+    np.testing.assert_array_equal(layer(np.array([[-1.0], [1.0]])), [[0.0], [2.0]])
+
+
+def test_normalization_invert_undoes_the_normalization_both_ways():
+    rng = np.random.default_rng(1)
+    x = rng.normal(5.0, 3.0, size=(30, 3)) * [1.0, 100.0, 0.01]
+    normalize, denormalize = Normalization(), Normalization(invert=True)
+    normalize.adapt(x)
+    denormalize.adapt(x)
+    np.testing.assert_allclose(denormalize(normalize(x)), x, rtol=1e-12)
+    z = rng.normal(size=(6, 3))
+    np.testing.assert_allclose(normalize(denormalize(z)), z, rtol=1e-10, atol=1e-12)
+    assert not np.allclose(normalize(x), x)  # the round trip went somewhere
+
+
+def per_channel_zscore(x: np.ndarray) -> np.ndarray:
+    """The slow way: for each channel c of (batch, h, w, c) images, the zscore of all its
+    pixels in all images."""
+    expected = np.empty_like(x)
+    for channel in range(x.shape[-1]):
+        expected[..., channel] = scipy.stats.zscore(x[..., channel], axis=None)
+    return expected
+
+
+def row_and_channel_zscore(x: np.ndarray) -> np.ndarray:
+    """The slow way for axis=(1, 3): one zscore per (row, channel) pair, over images and
+    columns."""
+    expected = np.empty_like(x)
+    for row in range(x.shape[1]):
+        for channel in range(x.shape[3]):
+            expected[:, row, :, channel] = scipy.stats.zscore(x[:, row, :, channel], axis=None)
+    return expected
+
+
+@pytest.mark.parametrize("axis, oracle, statistics_shape", [
+    (-1, per_channel_zscore, (3,)), ((1, -1), row_and_channel_zscore, (4, 3)),
+    (None, lambda x: scipy.stats.zscore(x, axis=None), ())])
+def test_normalization_of_images_matches_a_slow_loop(axis, oracle, statistics_shape):
+    rng = np.random.default_rng(2)
+    images = rng.normal(size=(6, 4, 5, 3)) * [1.0, 10.0, 100.0] + [0.0, -5.0, 50.0]
+    layer = Normalization(axis=axis)
+    layer.adapt(images)
+    assert layer.state()["mean"].shape == statistics_shape
+    np.testing.assert_allclose(layer(images), oracle(images), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@given(value=st.floats(-2.0**40, 2.0**40, width=32), rows=st.integers(1, 50))
+@example(value=5e8 + 0.3, rows=11)  # float64's mean of 11 of these is off by an ulp
+def test_normalization_maps_a_constant_feature_to_zero_without_warning(dtype, value, rows):
+    x = np.column_stack([np.full(rows, value), np.arange(rows)]).astype(dtype)
+    layer = Normalization()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a division by a zero std would warn
+        layer.adapt(x)
+        y = layer(x)
+    assert layer.state()["variance"][0] == 0
+    np.testing.assert_array_equal(y[:, 0], np.zeros(rows))
+
+
+@pytest.mark.parametrize("invert", [False, True])
+def test_normalization_with_variance_zero_divides_by_the_floor_not_by_zero(invert):
+    layer = Normalization(mean=[2.0, 2.0], variance=[0.0, 4.0], invert=invert)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = layer(np.array([[2.0, 2.0], [2.5, 4.0]]))
+        grad_x = layer.backward(np.ones((2, 2)))
+    # closed form: a std of 0 is floored at 1e-7; the other feature divides by sqrt(4) = 2
+    if invert:
+        expected, expected_grad = [[2.0 + 2.0e-7, 6.0], [2.0 + 2.5e-7, 10.0]], [1e-7, 2.0]
+    else:
+        expected, expected_grad = [[0.0, 0.0], [0.5e7, 1.0]], [1e7, 0.5]
+    np.testing.assert_allclose(y, expected, rtol=1e-12)
+    np.testing.assert_allclose(grad_x, [expected_grad] * 2, rtol=1e-12)
+
+
+def test_normalization_of_values_near_1e30_in_float64_stays_finite():
+    x = np.array([[1e30, -1.0], [-1e30, 1.0], [3e30, 3.0]])
+    layer = Normalization()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        layer.adapt(x)
+        y = layer(x)
+    assert np.all(np.isfinite(y))
+    np.testing.assert_allclose(y, scipy.stats.zscore(x, axis=0), rtol=1e-10, atol=1e-10)
+
+
+def test_normalization_adapt_whose_variance_overflows_float32_says_to_build_in_float64():
+    x = np.array([[1e30], [-1e30], [3e30]])
+    in_float32 = Sequential([Normalization(), Dense(1)], input_dim=1, seed=0)
+    # (1e30)² is beyond float32's 3.4e38, although the std and the outputs are not
+    with pytest.raises(ValueError, match=r"overflows the layer's float32; build it in float64 "
+                                         r"\(Sequential\(..., dtype='float64'\)\)"):
+        in_float32.layers[0].adapt(x)
+    in_float64 = Sequential([Normalization(), Dense(1)], input_dim=1, seed=0, dtype="float64")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        in_float64.layers[0].adapt(x)
+        y = in_float64.layers[0](x)
+    np.testing.assert_allclose(y, scipy.stats.zscore(x, axis=0), rtol=1e-10)
+    assert np.all(np.isfinite(in_float64.predict(x)))
+
+
+def test_normalization_of_float32_inputs_near_1e30_with_moderate_statistics_stays_finite():
+    layer = Normalization(mean=[1.0, 0.0], variance=[4.0, 1.0])
+    x = np.array([[1e30, -1e30], [3e30, 3e30]], dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = layer(x)
+        round_trip = Normalization(mean=[1.0, 0.0], variance=[4.0, 1.0], invert=True)(y)
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y, [[5e29, -1e30], [1.5e30, 3e30]], rtol=1e-6)
+    np.testing.assert_allclose(round_trip, x, rtol=1e-6)
+
+
+@pytest.mark.parametrize("axis, input_shape, statistics_shape", [
+    (-1, (5,), (5,)), (-1, (2, 3, 4), (4,)), (None, (2, 3), ()), ((1, 3), (2, 3, 4), (2, 4)),
+    ((-3, 2), (2, 3, 4), (2, 3))])
+def test_normalization_statistics_are_state_not_parameters(axis, input_shape,
+                                                            statistics_shape):
+    layer = Normalization(axis=axis)
+    # weight_shapes answers for any input shape without building anything
+    assert layer.weight_shapes(input_shape) == {"mean": statistics_shape,
+                                                "variance": statistics_shape}
+    assert not layer.built and layer.state() == {} and layer.parameters() == []
+    layer.adapt(np.random.default_rng(0).normal(size=(3, *input_shape)))
+    assert layer.parameters() == []
+    assert set(layer.state()) == {"mean", "variance"}
+    assert all(array.shape == statistics_shape for array in layer.state().values())
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_normalization_adapted_before_the_model_is_built_keeps_its_statistics(dtype):
+    x = np.random.default_rng(3).normal(10.0, 4.0, size=(50, 3))
+    layer = Normalization()
+    layer.adapt(x)  # as Keras users write it: adapt, then put the layer in a model
+    model = Sequential([layer, Dense(1)], input_dim=3, seed=0, dtype=dtype)
+    np.testing.assert_allclose(layer.state()["mean"], x.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(layer.state()["variance"], x.var(axis=0), rtol=1e-6)
+    assert layer.state()["mean"].dtype == np.dtype(dtype)
+    np.testing.assert_allclose(model.layers[0](x), scipy.stats.zscore(x, axis=0), rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_normalization_adapted_after_the_model_is_built_updates_the_models_weights():
+    model = Sequential([Normalization(), Dense(1)], input_dim=2, seed=0)
+    x = np.array([[1.0, 10.0], [3.0, 30.0]])
+    model.layers[0].adapt(x)
+    mean, variance, _, _ = model.get_weights()
+    np.testing.assert_array_equal(mean, [2.0, 20.0])
+    np.testing.assert_array_equal(variance, [1.0, 100.0])
+
+
+def test_normalization_adapt_to_data_of_another_shape_names_both_shapes():
+    layer = Normalization()
+    layer.adapt(np.ones((5, 3)))
+    with pytest.raises(ValueError, match=r"data of shape \(5, 4\) gives statistics of shape "
+                                         r"\(4,\), the layer holds \(3,\)"):
+        layer.adapt(np.ones((5, 4)))
+    with pytest.raises(ValueError, match=r"inputs of shape \(2, 4\) do not match statistics of "
+                                         r"shape \(3,\)"):
+        layer(np.ones((2, 4)))
+    adapted = Normalization()
+    adapted.adapt(np.ones((5, 3)))
+    with pytest.raises(ValueError, match=r"layers\[0\].*adapted to statistics of shape \(3,\)"):
+        Sequential([adapted, Dense(1)], input_dim=4)
+
+
+def test_normalization_rejects_inputs_of_another_rank_than_it_was_built_for():
+    layer = Normalization()
+    layer.adapt(np.random.default_rng(0).normal(size=(5, 2, 2, 3)))  # images, one pair a channel
+    with pytest.raises(ValueError, match=r"inputs of shape \(4, 3\) do not match statistics of "
+                                         r"shape \(3,\) \(built for examples of rank 3"):
+        layer(np.ones((4, 3)))  # broadcasting would silently give shape (1, 4, 3)
+    assert layer(np.ones((4, 7, 1, 3))).shape == (4, 7, 1, 3)  # any height and width
+
+
+def test_normalization_adapted_to_one_feature_rejects_five():
+    layer = Normalization()
+    layer.adapt(np.array([[1.0], [3.0]]))
+    with pytest.raises(ValueError, match=r"inputs of shape \(2, 5\) do not match statistics of "
+                                         r"shape \(1,\)"):
+        layer(np.ones((2, 5)))
+
+
+@pytest.mark.parametrize("given", [{"mean": 1.0}, {"variance": 1.0}])
+def test_normalization_needs_both_mean_and_variance_or_neither(given):
+    with pytest.raises(ValueError, match="give both mean and variance, or neither"):
+        Normalization(**given)
+
+
+def test_normalization_adapt_refuses_to_overwrite_given_statistics():
+    layer = Normalization(mean=1.0, variance=2.0)
+    with pytest.raises(ValueError, match="was given mean and variance; adapt would overwrite"):
+        layer.adapt(np.ones((3, 1)))
+
+
+@pytest.mark.parametrize("bad, error, message", [
+    (np.ones(3), ValueError, r"non-empty batch of shape \(rows, features...\), got shape \(3,\)"),
+    (np.ones((0, 3)), ValueError, r"non-empty batch.*got shape \(0, 3\)"),
+    (np.array([["a"]]), TypeError, "data must be numeric")])
+def test_normalization_adapt_rejects_data_that_is_not_a_numeric_batch(bad, error, message):
+    with pytest.raises(error, match=message):
+        Normalization().adapt(bad)
+
+
+def test_normalization_rejects_negative_variance_and_the_batch_axis():
+    with pytest.raises(ValueError, match="variance must be >= 0"):
+        Normalization(mean=0.0, variance=-1.0)
+    with pytest.raises(ValueError, match="the batch axis 0 cannot be one"):
+        Normalization(axis=0).adapt(np.ones((2, 3)))
+    for axis in (1.5, [1, 2.0], "1"):
+        with pytest.raises(TypeError, match="axis must be an int, a list of ints or None"):
+            Normalization(axis=axis)
+
+
+@pytest.mark.parametrize("config", [
+    {}, {"axis": None}, {"axis": [1, -1], "invert": True},
+    {"mean": [1.0, 2.0], "variance": [4.0, 9.0], "input_shape": [2]}])
+def test_normalization_config_round_trips_through_json(config):
+    layer = Normalization(**config)
+    rebuilt = layer_from_config(json.loads(json.dumps(layer_to_config(layer))))
+    assert type(rebuilt) is Normalization and rebuilt.get_config() == layer.get_config()
+
+
+def test_normalization_rebuilt_from_its_config_keeps_the_given_statistics():
+    layer = Normalization(mean=[1.0, 2.0], variance=[4.0, 9.0], invert=True)
+    rebuilt = Normalization.from_config(layer.get_config())
+    x = np.random.default_rng(4).normal(size=(4, 2))
+    np.testing.assert_allclose(rebuilt(x), x * [2.0, 3.0] + [1.0, 2.0], rtol=1e-12)
+
+
+def test_normalization_config_leaves_adapted_statistics_to_the_state():
+    layer = Normalization()
+    layer.adapt(np.array([[1.0], [3.0]]))
+    assert layer.get_config()["mean"] is None and layer.get_config()["variance"] is None
+    np.testing.assert_array_equal(layer.state()["mean"], [2.0])

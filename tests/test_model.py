@@ -1,4 +1,5 @@
-"""Sequential: training end to end, the fused softmax path, penalties, and errors for bad input."""
+"""Sequential: training end to end, the fused softmax path, penalties, Keras' ways of writing a
+model (input_shape=, loss names, 1-D x, folder paths), layer state, and errors for bad input."""
 
 import numpy as np
 import pytest
@@ -12,15 +13,21 @@ from minidl import (
     L2,
     SGD,
     Adam,
+    BinaryCrossEntropy,
     CrossEntropy,
     Dense,
     Dropout,
     Flatten,
     LambdaCallback,
+    Layer,
+    MeanAbsoluteError,
     MeanSquaredError,
+    Normalization,
+    Parameter,
     ReLU,
     Sequential,
     Softmax,
+    load_model,
 )
 from minidl.data import StandardScaler, make_moons, train_test_split
 from minidl.metrics import accuracy
@@ -554,3 +561,271 @@ def test_sigmoid_output_with_binary_cross_entropy_trains_on_logits_and_reports_p
     expected = np.mean((probabilities[:, 0] > 0.5) == y)
     assert fused.evaluate(x, y)["accuracy"] == pytest.approx(expected)
     assert logits.evaluate(x, y)["accuracy"] == pytest.approx(expected)
+
+
+# ---------------------------------------------------------------------------- Keras' first example
+
+
+def test_keras_first_example_runs_as_a_keras_user_writes_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    # from here to the end of the example, only the imports differ from Keras
+    model = Sequential([Dense(units=1, input_shape=[1])])
+    model.compile(optimizer='sgd', loss='mean_squared_error')
+    xs = np.array([-1.0, 0.0, 1.0, 2.0, 3.0, 4.0], dtype=float)
+    ys = np.array([-3.0, -1.0, 1.0, 3.0, 5.0, 7.0], dtype=float)
+    model.fit(xs, ys, epochs=500)
+    print(model.predict([10.0]))
+    model.save('my_model.h5')
+    new_model = load_model('my_model.h5')
+
+    capsys.readouterr()  # the progress lines of 500 epochs
+    # closed form: the least-squares line through the points is y = 2x - 1, so 19 at x = 10
+    prediction = model.predict([10.0])
+    assert prediction.shape == (1, 1) and abs(prediction[0, 0] - 19.0) < 0.1
+    np.testing.assert_array_equal(new_model.predict([10.0]), prediction)
+    assert (tmp_path / "my_model.h5").is_file()
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("mean_squared_error", MeanSquaredError()), ("mse", MeanSquaredError()),
+    ("MSE", MeanSquaredError()), ("mean_absolute_error", MeanAbsoluteError()),
+    ("mae", MeanAbsoluteError()), ("MAE", MeanAbsoluteError()),
+    ("binary_crossentropy", BinaryCrossEntropy(from_logits=False)),
+    ("categorical_crossentropy", CrossEntropy(from_logits=False)),
+    ("sparse_categorical_crossentropy", CrossEntropy(from_logits=False)),
+    ("cross_entropy", CrossEntropy(from_logits=True)),
+    ("binary_cross_entropy", BinaryCrossEntropy(from_logits=True))])
+def test_keras_and_minidl_loss_names_give_the_right_loss(name, expected):
+    model = small_classifier()
+    model.compile("sgd", name)
+    assert type(model.loss) is type(expected)
+    assert model.loss.get_config() == expected.get_config()
+
+
+def test_sparse_categorical_crossentropy_trains_a_softmax_model_as_cross_entropy_does():
+    x, y = small_classification()
+
+    def train(loss):
+        model = small_classifier(seed=3)
+        model.compile("sgd", loss)
+        model.fit(x, y, epochs=3, batch_size=5, verbose=0)
+        return model
+
+    keras_named, minidl_named = train("sparse_categorical_crossentropy"), train("cross_entropy")
+    # Keras' name means probabilities in: the softmax is fused all the same, bit for bit
+    assert keras_named.fused_output and minidl_named.fused_output
+    assert same_weights(keras_named.get_weights(), minidl_named.get_weights())
+    assert keras_named.evaluate(x, y) == minidl_named.evaluate(x, y)
+
+
+# ---------------------------------------------------------------------------- 1-D x
+
+
+def test_one_dimensional_x_of_a_one_feature_model_means_one_value_per_row():
+    xs = np.linspace(-1.0, 1.0, 9)
+    ys = 3.0 * xs - 2.0
+    models = []
+    for x in (xs, xs[:, None]):
+        model = Sequential([Dense(4, activation="tanh"), Dense(1)], input_dim=1, seed=0)
+        model.compile("adam", "mse")
+        model.fit(x, ys, epochs=3, batch_size=4, verbose=0)
+        models.append(model)
+    flat, column = models
+    assert same_weights(flat.get_weights(), column.get_weights())
+    assert flat.evaluate(xs, ys) == column.evaluate(xs[:, None], ys)
+    assert flat.predict(xs).shape == (9, 1)
+    np.testing.assert_array_equal(flat.predict(xs), flat.predict(xs[:, None]))
+
+
+@pytest.mark.parametrize("call", ["fit", "evaluate", "predict"])
+def test_one_dimensional_x_of_a_several_feature_model_suggests_the_batch_axis(call):
+    model = Sequential([Dense(1)], input_dim=3)
+    model.compile("sgd", "mse")
+    arguments = {"fit": (np.zeros(3), np.zeros(1)), "evaluate": (np.zeros(3), np.zeros(1)),
+                 "predict": (np.zeros(3),)}[call]
+    with pytest.raises(ValueError, match=rf"{call}: x must have shape \(batch, features...\), "
+                                         r"got shape \(3,\); a single example: write x\[None\]$"):
+        getattr(model, call)(*arguments)
+
+
+def test_one_dimensional_x_that_fits_no_reading_names_the_expected_example_shape():
+    model = Sequential([Dense(1)], input_dim=3)
+    with pytest.raises(ValueError, match=r"got shape \(5,\); the model expects examples of "
+                                         r"shape \(3,\)$"):
+        model.predict(np.zeros(5))
+
+
+def test_one_dimensional_x_of_a_model_of_unknown_width_suggests_both_readings():
+    model = Sequential([Dense(1)])
+    with pytest.raises(ValueError, match=r"got shape \(5,\); for rows of one feature each write "
+                                         r"x\[:, None\], for a single example x\[None\]"):
+        model.predict(np.zeros(5))
+    assert not model.built
+
+
+# ---------------------------------------------------------------------------- declared input shape
+
+
+@pytest.mark.parametrize("declaration", [{"input_shape": [1]}, {"input_dim": 1},
+                                         {"input_shape": 1}],
+                         ids=["input_shape=[1]", "input_dim=1", "input_shape=1"])
+def test_a_first_layer_that_declares_its_input_builds_the_model_at_construction(declaration):
+    model = Sequential([Dense(1, **declaration), Dense(2)], seed=0)
+    assert model.built and model.input_shape == (1,) and model.output_shape == (2,)
+    assert [p.shape for p in model.parameters()] == [(1, 1), (1,), (1, 2), (2,)]
+    model.compile(SGD(model.parameters(), lr=0.1), "mse")  # an optimizer before any data
+
+
+def test_flatten_with_input_shape_builds_the_model_for_that_shape():
+    model = Sequential([Flatten(input_shape=(2, 3)), Dense(2)])
+    assert model.built and model.input_shape == (2, 3) and model.output_shape == (2,)
+    assert [w.shape for w in model.get_weights()] == [(6, 2), (2,)]
+    assert model.predict(np.ones((4, 2, 3))).shape == (4, 2)
+
+
+def test_dense_input_shape_with_two_entries_suggests_flatten():
+    with pytest.raises(ValueError, match=r"input_shape must have one entry.*got \[2, 3\]; put "
+                                         r"a Flatten\(input_shape=...\) layer first"):
+        Dense(1, input_shape=[2, 3])
+
+
+def test_input_dim_that_contradicts_the_declared_input_shape_is_rejected():
+    with pytest.raises(ValueError, match=r"input_dim=3 but the first layer expects inputs of "
+                                         r"shape \[2\]; give one of them"):
+        Sequential([Dense(1, input_shape=[2])], input_dim=3)
+    with pytest.raises(ValueError, match=r"input_dim=3 and input_shape=\[2\] disagree"):
+        Dense(1, input_dim=3, input_shape=[2])
+    agreeing = Sequential([Dense(1, input_shape=[2])], input_dim=2)
+    assert agreeing.input_shape == (2,)
+
+
+# ---------------------------------------------------------------------------- layer state
+
+
+def normalized_regression(seed=0):
+    """A Normalization layer adapted to raw features of very different scales, then Dense."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(40, 3)) * [1.0, 100.0, 0.01] + [5.0, -300.0, 0.0]
+    y = x @ [1.0, 0.01, 100.0]
+    normalization = Normalization()
+    normalization.adapt(x)
+    model = Sequential([normalization, Dense(4, activation="tanh"), Dense(1)], input_dim=3,
+                       seed=seed)
+    model.compile("adam", "mse")
+    return model, x, y
+
+
+def test_training_leaves_the_normalization_statistics_alone():
+    model, x, y = normalized_regression()
+    before = {name: array.copy() for name, array in model.layers[0].state().items()}
+    model.fit(x, y, epochs=3, verbose=0)
+    for name, array in model.layers[0].state().items():
+        np.testing.assert_array_equal(array, before[name])
+    np.testing.assert_allclose(before["mean"], x.mean(axis=0), rtol=1e-5)
+
+
+def test_model_file_holds_the_normalization_statistics_and_load_model_restores_them(tmp_path):
+    model, x, y = normalized_regression()
+    model.fit(x, y, epochs=2, verbose=0)
+    model.save(tmp_path / "model.npz")
+    with np.load(tmp_path / "model.npz") as file:
+        np.testing.assert_array_equal(file["layers.0.mean"], model.layers[0].state()["mean"])
+        np.testing.assert_array_equal(file["layers.0.variance"],
+                                      model.layers[0].state()["variance"])
+        np.testing.assert_allclose(file["layers.0.variance"], x.var(axis=0), rtol=1e-5)
+    loaded = load_model(tmp_path / "model.npz")
+    # raw data in: the scaling travelled with the model
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    np.testing.assert_array_equal(loaded.layers[0].state()["mean"],
+                                  model.layers[0].state()["mean"])
+
+
+class ShiftedScale(Layer):
+    """y = (x - shift) * scale: a trained ``scale`` and an untrained ``shift``, the one kind
+    of layer (BatchNorm's) that has both parameters and state."""
+
+    def build(self, input_shape, *, dtype="float32", rng=None):
+        self.scale = Parameter(np.full(input_shape, 2.0, dtype=dtype), name="scale")
+        self.shift = np.full(input_shape, 7.0, dtype=dtype)
+        self.built = True
+
+    def parameters(self):
+        return [self.scale]
+
+    def state(self):
+        return {"shift": self.shift}
+
+    def forward(self, x, training=False):
+        self._centred = x - self.shift
+        return self._centred * self.scale.data
+
+    def backward(self, grad_y):
+        self.scale.grad[...] = np.sum(grad_y * self._centred, axis=0)
+        return grad_y * self.scale.data
+
+
+def test_get_weights_lists_parameters_then_state_layer_by_layer():
+    model = Sequential([Dense(3), Normalization(), ShiftedScale(), Dense(1)], input_dim=2,
+                       seed=0)
+    model.layers[1].adapt(np.array([[1.0, 2.0, 3.0], [3.0, 6.0, 3.0]]))
+    weights = model.get_weights()
+    assert [w.shape for w in weights] == [(2, 3), (3,), (3,), (3,), (3,), (3,), (3, 1), (1,)]
+    kernel, bias = model.layers[0].parameters()
+    np.testing.assert_array_equal(weights[0], kernel.data)
+    np.testing.assert_array_equal(weights[1], bias.data)
+    np.testing.assert_array_equal(weights[2], [2.0, 4.0, 3.0])  # Normalization's mean
+    np.testing.assert_array_equal(weights[3], [1.0, 4.0, 0.0])  # and variance
+    np.testing.assert_array_equal(weights[4], [2.0, 2.0, 2.0])  # the parameter, scale,
+    np.testing.assert_array_equal(weights[5], [7.0, 7.0, 7.0])  # before the state, shift
+
+
+def test_set_weights_round_trips_the_normalization_state_in_place():
+    model, x, _ = normalized_regression(seed=0)
+    other = Sequential([Normalization(), Dense(4, activation="tanh"), Dense(1)], input_dim=3,
+                       seed=1)
+    mean_array = other.layers[0].state()["mean"]
+    other.set_weights(model.get_weights())
+    assert other.layers[0].state()["mean"] is mean_array
+    assert same_weights(other.get_weights(), model.get_weights())
+    np.testing.assert_array_equal(other.predict(x), model.predict(x))
+
+
+def test_summary_counts_the_normalization_statistics_as_non_trainable(capsys):
+    model = Sequential([Normalization(), Dense(2)], input_dim=3)
+    text = model.summary()
+    lines = text.splitlines()
+    assert next(line for line in lines if "Normalization" in line).endswith(" 6")
+    # 3 means and 3 variances beside a kernel (3, 2) and a bias (2,)
+    assert "Total params: 14" in text
+    assert "Trainable params: 8" in lines and "Non-trainable params: 6" in lines
+    assert "Non-trainable" not in Sequential([Dense(2)], input_dim=3).summary()
+
+
+# ---------------------------------------------------------------------------- paths
+
+
+@pytest.mark.parametrize("trailing_separator", [False, True], ids=["folder", "folder/"])
+def test_a_folder_path_saves_and_loads_folder_model_npz(tmp_path, trailing_separator):
+    model = Sequential([Dense(2)], input_dim=3, seed=0)
+    folder = tmp_path / "export" / "linear" / "1"
+    model.save(f"{folder}/" if trailing_separator else folder)
+    assert sorted(path.name for path in folder.iterdir()) == ["model.npz"]
+    x = np.random.default_rng(0).normal(size=(4, 3))
+    for path in (folder, f"{folder}/", folder / "model.npz"):
+        np.testing.assert_array_equal(load_model(path).predict(x), model.predict(x))
+
+
+def test_a_file_name_with_a_suffix_is_the_file_written(tmp_path):
+    model = Sequential([Dense(2)], input_dim=3, seed=0)
+    model.save(tmp_path / "m.h5")
+    assert (tmp_path / "m.h5").is_file() and not (tmp_path / "m.h5" / "model.npz").exists()
+    assert same_weights(load_model(tmp_path / "m.h5").get_weights(), model.get_weights())
+
+
+def test_an_existing_file_without_a_suffix_is_overwritten_as_a_file(tmp_path):
+    model = Sequential([Dense(2)], input_dim=3, seed=0)
+    model.save(tmp_path / "checkpoint" / "model.npz")
+    (tmp_path / "checkpoint" / "model.npz").rename(tmp_path / "latest")
+    model.save(tmp_path / "latest")  # an existing file is a file, suffix or not
+    assert (tmp_path / "latest").is_file()
+    assert same_weights(load_model(tmp_path / "latest").get_weights(), model.get_weights())
