@@ -1,0 +1,60 @@
+r"""Layers: each one a forward pass and, right beside it, its backward pass.
+
+A layer maps a batch ``x`` (the first axis is the batch) to ``y = layer(x)``. ``forward``
+caches exactly what the chain rule needs; ``backward`` takes ``grad_y = ∂L/∂y`` and returns
+``grad_x = ∂L/∂x``, writing ``∂L/∂θ`` into ``p.grad`` for each of its parameters ``p``.
+Gradients are *assigned*, not accumulated: one ``backward`` per ``forward``.
+
+Layers keep the dtype they compute in: parameters are created in the layer's dtype (float32
+by default) and a float32 batch gives float32 outputs and float32 gradients.
+
+Families, one file each: ``base`` (the ``Layer`` protocol), ``activations``, ``core``
+(``Dense``, ``Dropout``, ``Flatten``), ``preprocessing`` (``Normalization``) and
+``initializers``; this module holds the registry that model files are read through.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from minidl.layers.activations import (
+    ACTIVATIONS,
+    LeakyReLU,
+    Linear,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    Tanh,
+    activation_from_name,
+)
+from minidl.layers.base import Layer
+from minidl.layers.core import Dense, Dropout, Flatten
+from minidl.layers.initializers import INITIALIZERS
+from minidl.layers.preprocessing import Normalization
+from minidl.registry import class_and_config, to_spec
+
+__all__ = [
+    "ACTIVATIONS", "INITIALIZERS", "LAYERS", "Dense", "Dropout", "Flatten", "Layer",
+    "LeakyReLU", "Linear", "Normalization", "ReLU", "Sigmoid", "Softmax", "Tanh",
+    "activation_from_name", "layer_from_config", "layer_to_config",
+]
+
+LAYERS: dict[str, type[Layer]] = {
+    cls.__name__: cls
+    for cls in (Dense, ReLU, LeakyReLU, Tanh, Sigmoid, Softmax, Linear, Dropout, Flatten,
+                Normalization)
+}
+
+
+def layer_to_config(layer: Layer) -> dict[str, Any]:
+    """``{"class_name": ..., "config": ...}``: what ``layer_from_config`` rebuilds from."""
+    return to_spec(layer, LAYERS, "minidl.layers.LAYERS")
+
+
+def layer_from_config(spec: dict[str, Any]) -> Layer:
+    """A new, unbuilt layer from ``{"class_name": ..., "config": ...}``.
+
+    The class is looked up in ``LAYERS`` only; nothing is ever imported by name.
+    """
+    cls, config = class_and_config(spec, LAYERS, "layer")
+    return cls.from_config(config)

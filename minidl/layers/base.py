@@ -1,0 +1,131 @@
+"""The ``Layer`` protocol that every layer follows, and the input checks layers share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import DTypeLike
+
+from minidl.parameter import Parameter
+from minidl.registry import Configurable
+
+
+class Layer(Configurable):
+    """Base class: ``forward``/``backward`` plus the plumbing every layer shares.
+
+    Subclasses implement ``forward(x, training)`` and ``backward(grad_y)``; layers with
+    parameters also override ``build`` and ``parameters``. ``get_config`` returns the
+    constructor arguments (JSON-able; a layer that keeps them under other names overrides
+    it), so ``type(layer).from_config(layer.get_config())`` makes an equivalent, unbuilt
+    layer.
+    """
+
+    def __init__(self) -> None:
+        self.built = False
+
+    def build(self, input_shape: tuple[int, ...], *, dtype: DTypeLike = "float32",
+              rng: np.random.Generator | None = None) -> None:
+        """Create the parameters for inputs of ``input_shape`` (without the batch axis).
+
+        Layers without parameters have nothing to create; they only record that they are built.
+        """
+        self.built = True
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        raise NotImplementedError(  # abstract
+            f"{type(self).__name__} must implement forward(x, training)")
+
+    def backward(self, grad_y: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(  # abstract
+            f"{type(self).__name__} must implement backward(grad_y)")
+
+    def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        return self.forward(x, training=training)
+
+    def parameters(self) -> list[Parameter]:
+        return []
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The arrays the layer keeps but does not train (``Normalization``'s mean and
+        variance), by name: saved with the model beside the parameters and written back in
+        place by ``load_model``. Empty for most layers."""
+        return {}
+
+    def weight_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+        """The shape of every array the layer saves (parameters and state), by name, for
+        inputs of ``input_shape``; computed without building anything, so that a loader can
+        check a file against the architecture before it allocates."""
+        return {}
+
+    def declared_input_shape(self) -> tuple[int, ...] | None:
+        """The example shape this layer was told to expect (Keras' ``input_shape=``), or
+        None: a ``Sequential`` whose first layer declares one is built at construction."""
+        return None
+
+    def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape of one output example for one input example of ``input_shape``."""
+        return tuple(input_shape)
+
+    def _float_input(self, x: Any) -> np.ndarray:
+        """``x`` as a floating array with a batch axis; builds the layer on its first call.
+
+        Floating inputs keep their dtype; integers and bools become float64, as in
+        ``minidl.functional``.
+        """
+        if self.built and type(x) is np.ndarray and x.dtype.kind == "f" and x.ndim:
+            return x  # the common case, checked with attribute reads only: it runs every step
+        x = np.asarray(x)
+        if x.dtype.kind in "biu":
+            x = x.astype(np.float64)
+        elif x.dtype.kind != "f":
+            raise TypeError(f"{type(self).__name__}: input x must be a real numeric array, "
+                            f"got dtype {x.dtype}")
+        if x.ndim == 0:
+            raise ValueError(f"{type(self).__name__}: input x must have a batch axis, "
+                             "got a 0-d array")
+        if not self.built:
+            self.build(x.shape[1:], dtype=x.dtype)
+        return x
+
+    def _require_forward(self, cached: Any) -> None:
+        if cached is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward: call "
+                               "forward(x) first, it caches what backward needs")
+
+    def _incoming_grad(self, grad_y: Any, shape: tuple[int, ...] | None,
+                       dtype: np.dtype | None) -> np.ndarray:
+        """Check that forward ran (``shape``: its output's), return ``grad_y`` in ``dtype``."""
+        if type(grad_y) is np.ndarray and grad_y.shape == shape and grad_y.dtype == dtype:
+            return grad_y  # the common case, checked with attribute reads only
+        self._require_forward(shape)
+        grad_y = np.asarray(grad_y, dtype=dtype)
+        if grad_y.shape != shape:
+            raise ValueError(f"{type(self).__name__}.backward: grad_y has shape {grad_y.shape} "
+                             f"but the forward output had shape {shape}")
+        return grad_y
+
+    def _incoming_grad_like(self, grad_y: Any, y: np.ndarray | None) -> np.ndarray:
+        """``_incoming_grad`` for a layer that cached its output ``y`` (None before forward)."""
+        self._require_forward(y)
+        return self._incoming_grad(grad_y, y.shape, y.dtype)
+
+
+def _layer_dtype(dtype: DTypeLike, layer_name: str) -> np.dtype:
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        raise TypeError(f"{layer_name}: dtype must be a floating-point type such as "
+                        f"'float32' or 'float64', got {dtype}")
+    return dtype
+
+
+def _example_shape(input_shape: Any, layer_name: str) -> tuple[int, ...]:
+    """``input_shape`` (one example, no batch axis) as a tuple of positive ints."""
+    if isinstance(input_shape, (int, np.integer)) and not isinstance(input_shape, bool):
+        input_shape = (input_shape,)
+    if not isinstance(input_shape, (list, tuple)) or not input_shape or any(
+            isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1
+            for n in input_shape):
+        raise ValueError(f"{layer_name}: input_shape must be a list of positive ints (one "
+                         f"example, without the batch axis), got {input_shape!r}")
+    return tuple(int(n) for n in input_shape)
