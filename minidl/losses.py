@@ -35,10 +35,29 @@ class Loss(Configurable):
     ``dL / d pred`` for the last call, with the shape and dtype of ``pred``.
     Subclasses store their constructor arguments under the same names, so that
     ``get_config`` / ``from_config`` round-trip them.
+
+    A loss that reads probabilities names the output activation it fuses with
+    (``fuses_with``: "softmax", "sigmoid"). A model that ends in that activation then trains
+    on the logits before it with ``on_logits()``, whose gradient never goes through the
+    activation's Jacobian; ``predictions`` tells what the metrics see.
     """
+
+    #: the output activation (a step's ``fused_activation()``) this loss fuses with, or None
+    fuses_with: str | None = None
+    #: True when targets may be class indices of shape (N,) against outputs of shape (N, C)
+    index_targets: bool = False
 
     def __init__(self) -> None:
         self._inputs: tuple[np.ndarray, np.ndarray] | None = None
+
+    def on_logits(self) -> Loss:
+        """This loss applied to the logits before the ``fuses_with`` activation."""
+        raise NotImplementedError(f"{type(self).__name__} fuses with no activation")
+
+    def predictions(self, pred: np.ndarray) -> np.ndarray:
+        """What the metrics see for ``pred``, this loss's input: probabilities, when this loss
+        reads logits, so that accuracy thresholds a sigmoid's output at 0.5, never a logit."""
+        return pred
 
     def __call__(self, pred: ArrayLike, target: ArrayLike) -> float:
         raise NotImplementedError  # abstract
@@ -97,6 +116,9 @@ class CrossEntropy(Loss):
         \frac{\partial L}{\partial p} = -\frac{\tilde y}{N\, p}
     """
 
+    fuses_with = "softmax"
+    index_targets = True
+
     def __init__(self, from_logits: bool = True, label_smoothing: float = 0.0) -> None:
         super().__init__()
         self.from_logits = _check_from_logits(from_logits, "CrossEntropy")
@@ -109,6 +131,12 @@ class CrossEntropy(Loss):
         self.label_smoothing = float(label_smoothing)
         self._probs: np.ndarray | None = None  # softmax kept by the one-pass training path
         self._labels: np.ndarray | None = None
+
+    def on_logits(self) -> CrossEntropy:
+        return CrossEntropy(label_smoothing=self.label_smoothing)
+
+    def predictions(self, pred: np.ndarray) -> np.ndarray:
+        return F.softmax(pred) if self.from_logits else pred
 
     def _probs_and_smoothed_targets(self, pred: ArrayLike,
                                     target: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -202,9 +230,17 @@ class BinaryCrossEntropy(Loss):
         \frac{\partial L}{\partial p} = \frac{1}{n}\left(\frac{1 - y}{1 - p} - \frac{y}{p}\right)
     """
 
+    fuses_with = "sigmoid"
+
     def __init__(self, from_logits: bool = True) -> None:
         super().__init__()
         self.from_logits = _check_from_logits(from_logits, "BinaryCrossEntropy")
+
+    def on_logits(self) -> BinaryCrossEntropy:
+        return BinaryCrossEntropy(from_logits=True)
+
+    def predictions(self, pred: np.ndarray) -> np.ndarray:
+        return F.sigmoid(pred) if self.from_logits else pred
 
     def _probs_and_targets(self, pred: ArrayLike,
                            target: ArrayLike) -> tuple[np.ndarray, np.ndarray]:

@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from minidl import functional
 from minidl.layers.base import Layer
@@ -110,6 +111,9 @@ class Sigmoid(Layer):
         super().__init__()
         self._y: np.ndarray | None = None
 
+    def fused_activation(self) -> str | None:
+        return "sigmoid"
+
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         x = self._float_input(x)
         self._y = functional.sigmoid(x)
@@ -144,7 +148,17 @@ class Softmax(Layer):
         if isinstance(axis, bool) or not isinstance(axis, int):
             raise TypeError(f"Softmax: axis must be an int, got {type(axis).__name__}")
         self.axis = axis
+        self._example_rank: int | None = None
         self._y: np.ndarray | None = None
+
+    def build(self, input_shape: tuple[int, ...], *, dtype: DTypeLike = "float32",
+              rng: np.random.Generator | None = None) -> None:
+        self._example_rank = len(input_shape)
+        self.built = True
+
+    def fused_activation(self) -> str | None:
+        # cross-entropy reads one distribution per row: a softmax over the last axis only
+        return "softmax" if self.axis in (-1, self._example_rank) else None
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         x = self._float_input(x)

@@ -21,6 +21,11 @@ class Layer(Configurable):
     layer.
     """
 
+    #: False when nobody needs the gradient with respect to the input: a model sets it on
+    #: its first step with parameters, whose input is the data; ``backward`` may then skip
+    #: that product (a third of a Dense layer's backward work) and return None.
+    needs_input_grad: bool = True
+
     def __init__(self) -> None:
         self.built = False
 
@@ -57,6 +62,24 @@ class Layer(Configurable):
         inputs of ``input_shape``; computed without building anything, so that a loader can
         check a file against the architecture before it allocates."""
         return {}
+
+    def steps(self) -> list[Layer]:
+        """The layer as a chain of steps, each a layer itself: ``[self]`` for most; a Dense
+        layer with an activation is its affine step followed by its activation step. A model
+        runs the steps, so that a loss can fuse with a final activation step (see
+        ``fused_activation``) whichever layer it belongs to."""
+        return [self]
+
+    def fused_activation(self) -> str | None:
+        """The name a loss may fuse with when this step ends the model ("softmax",
+        "sigmoid"; ``Loss.fuses_with``), or None: the model then trains on this step's input
+        with the loss's gradient on it, never this step's Jacobian."""
+        return None
+
+    def generator(self) -> np.random.Generator | None:
+        """The layer's own random generator (``Dropout``'s masks), whose state a model saves
+        so that resumed training draws what uninterrupted training would; None for most."""
+        return None
 
     def declared_input_shape(self) -> tuple[int, ...] | None:
         """The example shape this layer was told to expect (Keras' ``input_shape=``), or

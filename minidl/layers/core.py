@@ -33,8 +33,9 @@ class Dense(Layer):
         \frac{\partial L}{\partial b} = \sum_{n} \frac{\partial L}{\partial z_{n,:}}, \qquad
         \frac{\partial L}{\partial x} = \frac{\partial L}{\partial z} W^\top
 
-    ``linear_forward``/``linear_backward`` are the linear map alone: the model calls them for
-    the fused softmax + cross-entropy gradient.
+    ``linear_forward``/``linear_backward`` are the linear map alone. With an activation the
+    layer is two steps (``steps()``): the affine map, then the activation, so that a model can
+    fuse a final softmax with cross-entropy and train on the logits ``z``.
 
     Initializers, Keras' definitions (``fan_in = in``, ``fan_out = out``):
 
@@ -82,6 +83,7 @@ class Dense(Layer):
         self.bias: Parameter | None = None
         self.dtype: np.dtype | None = None
         self._x: np.ndarray | None = None
+        self._affine = _AffineStep(self)
 
     def build(self, input_shape: tuple[int, ...], *, dtype: DTypeLike = "float32",
               rng: np.random.Generator | None = None) -> None:
@@ -173,13 +175,17 @@ class Dense(Layer):
             return z
         return self.activation.forward(z, training=training)
 
-    def backward(self, grad_y: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
-        """∂L/∂x from ∂L/∂y through the activation, then the linear map (see
-        ``linear_backward`` for ``input_grad``)."""
+    def backward(self, grad_y: np.ndarray) -> np.ndarray | None:
+        """∂L/∂x from ∂L/∂y through the activation, then the linear map (None when
+        ``needs_input_grad`` is False; see ``linear_backward``)."""
         self._require_forward(self._x)
         if self.activation is not None:
             grad_y = self.activation.backward(grad_y)
-        return self.linear_backward(grad_y, input_grad=input_grad)
+        return self.linear_backward(grad_y, input_grad=self.needs_input_grad)
+
+    def steps(self) -> list[Layer]:
+        """``[self]``, or with an activation its two steps: the affine map, the activation."""
+        return [self] if self.activation is None else [self._affine, self.activation]
 
     def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         self._check_input_shape(tuple(input_shape))
@@ -196,6 +202,25 @@ class Dense(Layer):
             "bias_regularizer": regularizers.serialize(self.bias_regularizer),
             "input_dim": self.input_dim,
         }
+
+
+class _AffineStep(Layer):
+    """A Dense layer's affine map ``z = x W + b`` as a step of its own (``Dense.steps``): it
+    shares the layer's parameters, and a model may stop at it to train on the logits."""
+
+    def __init__(self, dense: Dense) -> None:
+        super().__init__()
+        self.dense = dense
+        self.built = True
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        return self.dense.linear_forward(x, training=training)
+
+    def backward(self, grad_z: np.ndarray) -> np.ndarray | None:
+        return self.dense.linear_backward(grad_z, input_grad=self.needs_input_grad)
+
+    def parameters(self) -> list[Parameter]:
+        return self.dense.parameters()
 
 
 def _input_dim_of_shape(input_shape: Any, input_dim: int | None) -> int:
@@ -259,6 +284,9 @@ class Dropout(Layer):
         else:
             self.rng = np.random.default_rng()
         self.built = True
+
+    def generator(self) -> np.random.Generator | None:
+        return self.rng
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         x = self._float_input(x)
