@@ -53,7 +53,8 @@ def read_array(path: str) -> np.ndarray:
 def _read_csv(path: str) -> np.ndarray:
     """Numbers only, one row per line; a first line that is not numbers is a header. Blank
     lines are skipped; errors name the file's own line numbers."""
-    with open(path, newline="") as file:
+    # utf-8-sig: the byte-order mark that spreadsheet programs write is not part of the data
+    with open(path, newline="", encoding="utf-8-sig") as file:
         reader = csv.reader(file)
         lines = [(reader.line_num, row) for row in reader if row]
     if lines and not _is_number(lines[0][1][0]):
@@ -335,6 +336,9 @@ def command_train(args: argparse.Namespace) -> int:
     output = args.output or config.get("output", "model.npz")
     model.save(output)
     print(f"saved {model_file(output)}")
+    if args.save_test:
+        np.savez(args.save_test, x=x_test, y=y_test)
+        print(f"saved the {len(x_test)} test rows to {args.save_test}")
     return 0
 
 
@@ -364,6 +368,13 @@ def command_demo(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- parser
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="minidl", description="minidl: train, inspect and serve NumPy neural networks.")
@@ -376,7 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "127.0.0.1 and query it like a TensorFlow Serving client.")
     demo.add_argument("--port", type=int, default=8501, help="port to serve on (0: any free)")
     demo.add_argument("--once", action="store_true", help="exit after the query")
-    demo.add_argument("--epochs", type=int, default=60, help="maximum epochs (early stopping)")
+    demo.add_argument("--epochs", type=_positive_int, default=60,
+                      help="maximum epochs (early stopping)")
     demo.add_argument("--folder", default="models", help="where the model versions go")
 
     train = commands.add_parser(
@@ -386,8 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "in docs/config.md. The flags below override the config.",
         epilog="example: minidl train train.json --epochs 5 --output models/m/1/model.npz")
     train.add_argument("config", help="a .json or .toml training config (docs/config.md)")
-    train.add_argument("--epochs", type=int, help="fit.epochs: epochs to train")
-    train.add_argument("--batch-size", dest="batch_size", type=int,
+    train.add_argument("--epochs", type=_positive_int, help="fit.epochs: epochs to train")
+    train.add_argument("--batch-size", dest="batch_size", type=_positive_int,
                        help="fit.batch_size: rows per gradient step")
     train.add_argument("--validation-split", dest="validation_split", type=float,
                        help="fit.validation_split: fraction of the training rows held out")
@@ -395,6 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="fit.verbose: 1 prints progress, 0 nothing")
     train.add_argument("--output", help="output: where to save the model (a file, or a "
                                         "folder that gets model.npz)")
+    train.add_argument("--save-test", dest="save_test", metavar="FILE.npz",
+                       help="also write the held-out test rows (arrays x and y) to FILE.npz, "
+                            "for `minidl evaluate`")
 
     evaluate = commands.add_parser("evaluate", help="loss and metrics of a model on data")
     evaluate.add_argument("model", help="a .npz model file")

@@ -23,7 +23,6 @@ import numpy as np
 
 from minidl import metrics
 from minidl.callbacks import EarlyStopping
-from minidl.cli import UsageError
 from minidl.data import make_spirals, train_test_split
 from minidl.layers import Dense, Normalization
 from minidl.model import Sequential
@@ -75,9 +74,10 @@ def _check_port_is_free(port: int) -> None:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind(("127.0.0.1", port))
     except OSError as error:
-        raise UsageError(f"port {port} on 127.0.0.1 is not available ({error.strerror}; "
-                         f"--port): stop what uses it or choose another port, --port 0 for "
-                         f"any free one") from None
+        # one argument: the command line prints it as it is, without an errno prefix
+        raise OSError(f"port {port} on 127.0.0.1 is not available ({error.strerror}; "
+                      f"--port): stop what uses it or choose another port, --port 0 for any "
+                      f"free one") from None
     finally:
         probe.close()
 

@@ -361,8 +361,10 @@ def _open_regular_file(path: str | os.PathLike[str]) -> BinaryIO:
     file is opened without blocking and its kind checked on the opened descriptor: no
     window between the check and the open in which the path could be swapped.
     """
+    # O_NOCTTY: a terminal named as a model file must not become the controlling terminal
     descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
-                         | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0))
+                         | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+                         | getattr(os, "O_CLOEXEC", 0))
     try:
         mode = os.fstat(descriptor).st_mode
         if not stat.S_ISREG(mode):

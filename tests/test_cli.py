@@ -178,6 +178,22 @@ def printed_scores(out: str) -> dict:
     return json.loads(out.rsplit("held-out rows):\n", 1)[1].split("\nsaved ", 1)[0])
 
 
+def test_a_csv_written_with_a_byte_order_mark_keeps_its_first_row(tmp_path):
+    table = tmp_path / "excel.csv"
+    table.write_bytes(b"\xef\xbb\xbf1,2,0\n3,4,1\n5,6,0\n7,8,1\n")  # Excel's "CSV UTF-8"
+    np.testing.assert_array_equal(read_array(str(table)), [[1, 2, 0], [3, 4, 1], [5, 6, 0],
+                                                           [7, 8, 1]])
+
+
+@pytest.mark.parametrize("argv", [["demo", "--epochs", "0"], ["train", "x.json", "--epochs", "0"],
+                                  ["train", "x.json", "--batch-size", "-1"]])
+def test_counts_below_one_are_refused_by_the_parser(argv, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert "must be a positive integer" in capsys.readouterr().err
+
+
 def write_data_files(tmp_path):
     rng = np.random.default_rng(3)
     x = rng.normal(5.0, 30.0, size=(120, 3))  # far from standardized: scaling matters
@@ -218,12 +234,15 @@ def test_train_then_evaluate_on_the_same_raw_rows_agree(source, tmp_path, capsys
                           "metrics": ["mae"] if regression else ["accuracy"]},
               "fit": {"epochs": 3, "verbose": 0}}
     (tmp_path / "train.json").write_text(json.dumps(config))
-    assert main(["train", str(tmp_path / "train.json"), "--output", str(tmp_path / "m")]) == 0
+    assert main(["train", str(tmp_path / "train.json"), "--output", str(tmp_path / "m"),
+                 "--save-test", str(tmp_path / "test.npz")]) == 0
     reported = printed_scores(capsys.readouterr().out)
-
+    # the rows written are the held-out split of the raw data, as the library draws it
     _, x_test, _, y_test = train_test_split(x, y, test_size=0.2, seed=1,
                                             stratify=not regression)
-    np.savez(tmp_path / "test.npz", x=x_test, y=y_test)
+    with np.load(tmp_path / "test.npz") as written:
+        np.testing.assert_array_equal(written["x"], x_test)
+        np.testing.assert_array_equal(written["y"], y_test)
     assert main(["evaluate", str(tmp_path / "m"), str(tmp_path / "test.npz")]) == 0
     evaluated = json.loads(capsys.readouterr().out)
     assert evaluated.keys() == reported.keys()

@@ -774,6 +774,15 @@ def test_normalization_rejects_inputs_of_another_rank_than_it_was_built_for():
     assert layer(np.ones((4, 7, 1, 3))).shape == (4, 7, 1, 3)  # any height and width
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_normalization_adapt_names_non_finite_data(bad):
+    data = np.ones((4, 3))
+    data[2, 1] = bad
+    with pytest.raises(ValueError, match=r"data holds NaN or infinite values \(the first at "
+                                         r"index \(2, 1\)\); drop or fill them first"):
+        Normalization().adapt(data)
+
+
 def test_normalization_adapted_to_one_feature_rejects_five():
     layer = Normalization()
     layer.adapt(np.array([[1.0], [3.0]]))

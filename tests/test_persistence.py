@@ -11,6 +11,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
+import minidl.layers
 from minidl import (
     L1,
     L2,
@@ -23,10 +24,13 @@ from minidl import (
     Dropout,
     Flatten,
     LambdaCallback,
+    Layer,
     LeakyReLU,
     Linear,
     ModelCheckpoint,
     ModelFormatError,
+    Normalization,
+    Parameter,
     ReLU,
     RMSprop,
     Sequential,
@@ -36,7 +40,7 @@ from minidl import (
     io,
     load_model,
 )
-from minidl.layers import layer_to_config
+from minidl.layers import LAYERS, layer_to_config, register_layer
 from minidl.regularizers import L1L2
 
 OPTIMIZERS = {
@@ -419,7 +423,8 @@ def test_array_shape_that_differs_from_the_config_is_a_format_error(tmp_path, sa
 def test_array_dtype_that_differs_from_the_config_is_a_format_error(tmp_path, saved):
     meta, arrays = saved
     meta["model"]["config"]["dtype"] = "float64"
-    with pytest.raises(ModelFormatError, match=r"dtype float32; the model expects .* float64"):
+    with pytest.raises(ModelFormatError, match=r"dtype float32 but the architecture implies "
+                                               r"\(3, 4\) and float64"):
         load_altered(tmp_path, meta, arrays)
 
 
@@ -517,8 +522,8 @@ def test_a_small_file_whose_config_implies_a_huge_model_is_refused_without_alloc
     try:
         with pytest.raises(ModelFormatError, match=r"bomb\.npz: invalid model description: "
                                                    r"array 'layers\.0\.kernel' has shape "
-                                                   r"\(3, 4\) but the architecture implies "
-                                                   r"\(6000, 6000\)"):
+                                                   r"\(3, 4\) and dtype float32 but the "
+                                                   r"architecture implies \(6000, 6000\)"):
             load_model(tmp_path / "bomb.npz")
         _, peak = tracemalloc.get_traced_memory()
     finally:
@@ -535,3 +540,115 @@ def test_a_config_that_implies_an_array_the_file_lacks_is_refused_before_buildin
     with pytest.raises(ModelFormatError, match=r"missing array 'layers\.3\.kernel' \(of shape "
                                                r"\(2, 100000\), as the architecture implies\)"):
         load_altered(tmp_path, meta, arrays)
+
+
+def test_an_array_of_another_dtype_is_refused_before_the_model_is_built(tmp_path):
+    # the shape is right but the dtype is not: a float64 model holds 8 bytes where the file
+    # holds 1, so the check must come before building, like the shape's
+    model = Sequential([Dense(600)], input_dim=600, dtype="float64")
+    arrays = dict(model._weight_arrays())
+    arrays["layers.0.kernel"] = np.zeros((600, 600), dtype=bool)
+    meta = {"model": {"class_name": "Sequential", "config": model.get_config()}}
+    io.save_npz(tmp_path / "bomb.npz", meta, arrays)
+    size = (tmp_path / "bomb.npz").stat().st_size
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModelFormatError, match=r"'layers\.0\.kernel' has shape \(600, 600\) "
+                                                   r"and dtype bool but the architecture "
+                                                   r"implies \(600, 600\) and float64"):
+            load_model(tmp_path / "bomb.npz")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * size + (1 << 20), f"peak {peak} bytes for a file of {size}"
+
+
+def test_a_huge_number_in_a_layer_config_is_a_format_error_with_a_short_message(
+        tmp_path, saved):
+    meta, arrays = saved
+    meta["model"]["config"]["layers"].insert(0, {"class_name": "Normalization", "config": {
+        "mean": [10 ** 400, 0, 0], "variance": [1, 1, 1]}})  # no float holds it
+    with pytest.raises(ModelFormatError, match="invalid model description") as raised:
+        load_altered(tmp_path, meta, arrays)
+    assert len(str(raised.value)) < 500
+
+
+def test_a_negative_variance_in_the_file_is_refused(tmp_path):
+    model = Sequential([Normalization(), Dense(1)], input_dim=3)
+    model.layers[0].adapt(np.arange(12.0).reshape(4, 3))
+    meta = {"model": {"class_name": "Sequential", "config": model.get_config()}}
+    arrays = dict(model._weight_arrays())
+    arrays["layers.0.variance"] = np.array([-1.0, 1.0, 1.0], dtype=np.float32)
+    io.save_npz(tmp_path / "m.npz", meta, arrays)
+    with pytest.raises(ModelFormatError, match=r"m\.npz: layers\[0\] \(Normalization\): the "
+                                               r"mean must be finite and the variance finite "
+                                               r"and >= 0"):
+        load_model(tmp_path / "m.npz")
+
+
+def test_a_path_without_suffix_that_is_a_fifo_is_named_as_such(tmp_path):
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(ModelFormatError, match="pipe: not a regular file but a FIFO"):
+        load_model(tmp_path / "pipe")
+
+
+# ---------------------------------------------------------------- users' own layers
+
+class Scale(Layer):
+    """y = x * w, one weight per feature: a user's layer with a parameter, declaring no
+    weight_shapes (its arrays are then checked once it is built)."""
+
+    def __init__(self, initial: float = 1.0) -> None:
+        super().__init__()
+        self.initial = initial
+        self.w = None
+
+    def build(self, input_shape, *, dtype="float32", rng=None):
+        self.w = Parameter(np.full(input_shape, self.initial, dtype=dtype), name="w")
+        self.built = True
+
+    def parameters(self):
+        return [] if self.w is None else [self.w]
+
+    def forward(self, x, training=False):
+        self._x = x
+        return x * self.w.data
+
+    def backward(self, grad_y):
+        self.w.grad[...] = (grad_y * self._x).sum(axis=0)
+        return grad_y * self.w.data
+
+
+def test_a_users_layer_must_be_registered_to_be_saved(tmp_path):
+    model = Sequential([Scale(), Dense(1)], input_dim=3)
+    with pytest.raises(ValueError, match=r"Scale is not in minidl\.layers\.LAYERS \(see "
+                                         r"minidl\.layers\.register_layer\)"):
+        model.save(tmp_path / "m.npz")
+
+
+def test_a_registered_users_layer_trains_saves_and_loads_like_a_builtin_one(
+        tmp_path, monkeypatch):
+    monkeypatch.setitem(LAYERS, "Scale", Scale)  # what register_layer does, undone after
+    x = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32)
+    model = Sequential([Scale(initial=0.5), Dense(1)], input_dim=3, seed=0)
+    model.compile("adam", "mse")
+    model.fit(x, x.sum(axis=1), epochs=3, verbose=0)
+    assert not np.all(model.layers[0].w.data == 0.5)  # trained
+    model.save(tmp_path / "m.npz")
+    loaded = load_model(tmp_path / "m.npz")
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    loaded.fit(x, x.sum(axis=1), epochs=1, verbose=0)  # and trains on
+
+
+def test_register_layer_adds_a_layer_class_and_refuses_a_taken_name(monkeypatch):
+    monkeypatch.setattr(minidl.layers, "LAYERS", dict(LAYERS))
+    assert register_layer(Scale) is Scale and minidl.layers.LAYERS["Scale"] is Scale
+    assert register_layer(Scale) is Scale  # again: nothing changes
+
+    class Dense(Layer):
+        pass
+
+    with pytest.raises(ValueError, match=r"the name 'Dense' is taken"):
+        register_layer(Dense)
+    with pytest.raises(TypeError, match=r"expected a subclass of minidl\.layers\.Layer"):
+        register_layer(int)

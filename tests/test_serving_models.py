@@ -367,7 +367,7 @@ def test_a_base_path_that_is_a_file_is_reported_once_without_a_traceback(tmp_pat
     assert all(record.exc_info is None for record in caplog.records)
 
 
-def test_check_base_paths_refuses_a_missing_base_path_or_a_file(tmp_path):
+def test_check_base_paths_refuses_a_file_and_leaves_a_missing_path_to_the_poller(tmp_path):
     (tmp_path / "notes.txt").write_text("not a folder")
     save_version(tmp_path / "good", 1)
     manager = ModelManager([ModelConfig("gone", str(tmp_path / "gone")),
@@ -376,7 +376,6 @@ def test_check_base_paths_refuses_a_missing_base_path_or_a_file(tmp_path):
     with pytest.raises(ConfigError) as raised:
         manager.check_base_paths()
     assert str(raised.value) == (
-        f"model 'gone': base path {tmp_path / 'gone'} does not exist; expected {LAYOUT}; "
         f"model 'text': base path {tmp_path / 'notes.txt'} is a file, not a folder; "
         f"expected {LAYOUT}")
     ModelManager([ModelConfig("good", str(tmp_path / "good"))]).check_base_paths()

@@ -36,7 +36,7 @@ from minidl.registry import class_and_config, to_spec
 __all__ = [
     "ACTIVATIONS", "INITIALIZERS", "LAYERS", "Dense", "Dropout", "Flatten", "Layer",
     "LeakyReLU", "Linear", "Normalization", "ReLU", "Sigmoid", "Softmax", "Tanh",
-    "activation_from_name", "layer_from_config", "layer_to_config",
+    "activation_from_name", "layer_from_config", "layer_to_config", "register_layer",
 ]
 
 LAYERS: dict[str, type[Layer]] = {
@@ -48,7 +48,7 @@ LAYERS: dict[str, type[Layer]] = {
 
 def layer_to_config(layer: Layer) -> dict[str, Any]:
     """``{"class_name": ..., "config": ...}``: what ``layer_from_config`` rebuilds from."""
-    return to_spec(layer, LAYERS, "minidl.layers.LAYERS")
+    return to_spec(layer, LAYERS, "minidl.layers.LAYERS (see minidl.layers.register_layer)")
 
 
 def layer_from_config(spec: dict[str, Any]) -> Layer:
@@ -58,3 +58,25 @@ def layer_from_config(spec: dict[str, Any]) -> Layer:
     """
     cls, config = class_and_config(spec, LAYERS, "layer")
     return cls.from_config(config)
+
+
+def register_layer(cls: type[Layer]) -> type[Layer]:
+    """Add a layer class of your own to ``LAYERS``, so that models holding it save and load
+    like the built-in ones (``load_model`` builds layers from this registry only). Use it as
+    a decorator::
+
+        @register_layer
+        class Scale(Layer): ...
+
+    Give the class ``get_config`` (the default reads the constructor's arguments back from
+    attributes of the same names) and, if it has parameters or state, ``weight_shapes``,
+    so that a file is checked against the architecture before the layer is built.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Layer)):
+        raise TypeError(f"register_layer: expected a subclass of minidl.layers.Layer, got {cls!r}")
+    taken = LAYERS.get(cls.__name__)
+    if taken is not None and taken is not cls:
+        raise ValueError(f"register_layer: the name {cls.__name__!r} is taken by {taken!r}; "
+                         f"rename your class")
+    LAYERS[cls.__name__] = cls
+    return cls

@@ -57,11 +57,17 @@ class Layer(Configurable):
         place by ``load_model``. Empty for most layers."""
         return {}
 
-    def weight_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    def weight_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]] | None:
         """The shape of every array the layer saves (parameters and state), by name, for
-        inputs of ``input_shape``; computed without building anything, so that a loader can
-        check a file against the architecture before it allocates."""
-        return {}
+        inputs of ``input_shape``, computed without building anything: ``load_model`` checks
+        a file against them before it allocates. None (the default) means not declared:
+        the layer's arrays are then checked once it is built, which a layer with large
+        parameters should not leave to chance."""
+        return None
+
+    def check_state(self) -> None:
+        """Raise ValueError if the state read from a file cannot be right (a negative
+        variance): ``load_model`` refuses such a file. Nothing to check for most layers."""
 
     def steps(self) -> list[Layer]:
         """The layer as a chain of steps, each a layer itself: ``[self]`` for most; a Dense

@@ -133,6 +133,10 @@ class Normalization(Layer):
         if data.ndim < 2 or len(data) == 0:
             raise ValueError(f"Normalization.adapt: data must be a non-empty batch of shape "
                              f"(rows, features...), got shape {data.shape}")
+        if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
+            where = tuple(int(i) for i in np.argwhere(~np.isfinite(data))[0])
+            raise ValueError(f"Normalization.adapt: data holds NaN or infinite values (the "
+                             f"first at index {where}); drop or fill them first")
         if not self.built:
             self.build(data.shape[1:], dtype=data.dtype if data.dtype.kind == "f"
                        else "float32")
@@ -161,6 +165,11 @@ class Normalization(Layer):
         # in place: whoever holds the state arrays (a model's weights) sees the new values
         self.adapt_mean[...] = mean
         self.adapt_variance[...] = variance
+
+    def check_state(self) -> None:
+        if not (np.all(np.isfinite(self.adapt_mean)) and np.all(self.adapt_variance >= 0)
+                and np.all(np.isfinite(self.adapt_variance))):
+            raise ValueError("the mean must be finite and the variance finite and >= 0")
 
     def state(self) -> dict[str, np.ndarray]:
         if self.adapt_mean is None:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from minidl.model.sequential import Sequential
 
 MODEL_FILE_NAME = "model.npz"
+_MAX_PROBLEM_CHARS = 300
 
 
 def model_file(path: str | os.PathLike) -> str:
@@ -26,9 +27,10 @@ def model_file(path: str | os.PathLike) -> str:
     existing folder, or a path that is no existing file and whose last part has no suffix,
     such as ``export/linear/1`` or ``models/``), the path itself otherwise."""
     text = os.fspath(path)
-    # a trailing separator leaves an empty last part: no suffix, so a folder too
+    # a trailing separator leaves an empty last part: no suffix, so a folder too; anything
+    # else that exists is a file name, so that io can say what it is if it is no regular file
     names_folder = os.path.isdir(text) or (
-        not os.path.isfile(text) and not os.path.splitext(os.path.basename(text))[1])
+        not os.path.lexists(text) and not os.path.splitext(os.path.basename(text))[1])
     return os.path.join(text, MODEL_FILE_NAME) if names_folder else text
 
 
@@ -149,15 +151,25 @@ def load_model(path: str | os.PathLike) -> Sequential:
     where = os.fspath(path)
     try:
         model = _model_from_meta(meta, arrays)
-    except (AttributeError, KeyError, TypeError, ValueError) as error:
+    except (AttributeError, KeyError, TypeError, ValueError, OverflowError) as error:
         if isinstance(error, io.ModelFormatError):
             raise
         raise io.ModelFormatError(f"{where}: invalid model description: "
                                   f"{_problem(error)}") from error
     weights = model._weight_arrays()
     _check_weight_arrays(path, weights, arrays)
+    unexpected = sorted(key for key in arrays
+                        if key not in weights and not key.startswith("optimizer.state."))
+    if unexpected:
+        raise io.ModelFormatError(f"{where}: arrays {unexpected} belong to no layer")
     for key, data in weights.items():
         data[...] = arrays[key]
+    for index, layer in enumerate(model.layers):
+        try:
+            layer.check_state()
+        except ValueError as error:
+            raise io.ModelFormatError(f"{where}: layers[{index}] ({type(layer).__name__}): "
+                                      f"{error}") from error
     if "optimizer" in meta and model.optimizer is not None:
         try:
             _restore_training_state(model, meta, arrays)
@@ -170,9 +182,9 @@ def load_model(path: str | os.PathLike) -> Sequential:
 def _problem(error: Exception) -> str:
     # a hand-edited document may hold a list or a string where an object belongs (AttributeError)
     # or lack a key (a bare KeyError prints only the key's name)
-    if isinstance(error, KeyError):
-        return f"missing key {error}"
-    return str(error)
+    text = f"missing key {error}" if isinstance(error, KeyError) else str(error)
+    # a hostile document can make a message echo a 400-digit number: keep it one readable line
+    return text if len(text) <= _MAX_PROBLEM_CHARS else text[:_MAX_PROBLEM_CHARS] + " [...]"
 
 
 def _model_from_meta(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Sequential:
@@ -193,7 +205,8 @@ def _model_from_meta(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Seq
             raise ValueError(f"layers[{index}]: {error}") from error
     from minidl.model.sequential import Sequential, as_shape  # it imports this module
 
-    _check_implied_shapes(layers, as_shape(config["input_dim"]), arrays)
+    _check_implied_shapes(layers, as_shape(config["input_dim"]), config.get("dtype", "float32"),
+                          arrays)
     model = Sequential(layers, input_dim=config["input_dim"], seed=config.get("seed"),
                        dtype=config.get("dtype", "float32"))
     compile_config = meta.get("compile")
@@ -205,30 +218,31 @@ def _model_from_meta(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Seq
     return model
 
 
-def _check_implied_shapes(layers: list[Layer], input_shape: tuple[int, ...],
+def _check_implied_shapes(layers: list[Layer], input_shape: tuple[int, ...], dtype: Any,
                           arrays: dict[str, np.ndarray]) -> None:
-    """Compare the arrays the architecture implies with those the file holds, before
-    anything is built: a file that says ``units=20000`` beside a small kernel is refused
-    here, not after allocating the large one."""
+    """Compare the arrays the architecture implies (``Layer.weight_shapes``) with those the
+    file holds, shapes and dtype, before anything is built: a file that says
+    ``units=20000`` beside a small kernel is refused here, not after allocating the large
+    one. A layer that declares no shapes (a user's own layer may not) is checked after it
+    is built instead."""
+    dtype = np.dtype(dtype)
     shape, implied = input_shape, {}
     for index, layer in enumerate(layers):
         try:
-            for name, weight_shape in layer.weight_shapes(shape).items():
-                implied[f"layers.{index}.{name}"] = weight_shape
+            shapes = layer.weight_shapes(shape)
             shape = layer.compute_output_shape(shape)
         except ValueError as error:
             raise ValueError(f"layers[{index}] ({type(layer).__name__}): {error}") from error
+        implied.update({f"layers.{index}.{name}": weight_shape
+                        for name, weight_shape in (shapes or {}).items()})
     for key, implied_shape in implied.items():
         if key not in arrays:
             raise ValueError(f"missing array {key!r} (of shape {implied_shape}, as the "
                              f"architecture implies)")
-        if arrays[key].shape != implied_shape:
-            raise ValueError(f"array {key!r} has shape {arrays[key].shape} but the "
-                             f"architecture implies {implied_shape}")
-    unexpected = sorted(key for key in arrays
-                        if key not in implied and not key.startswith("optimizer.state."))
-    if unexpected:
-        raise ValueError(f"arrays {unexpected} belong to no layer")
+        if arrays[key].shape != implied_shape or arrays[key].dtype != dtype:
+            raise ValueError(f"array {key!r} has shape {arrays[key].shape} and dtype "
+                             f"{arrays[key].dtype} but the architecture implies "
+                             f"{implied_shape} and {dtype}")
 
 
 def _restore_training_state(model: Sequential, meta: dict[str, Any],

@@ -91,7 +91,7 @@ def build_arg_parser(prog: str = "minidl serve") -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the server until SIGTERM/SIGINT; 0 after a clean stop, 2 for a bad configuration
-    (such as a base path that is missing or a file, or a port in use), said in one line."""
+    (such as a base path that is a file, or a port in use), said in one line."""
     parser = build_arg_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
             max_body_bytes=args.max_body_bytes, enable_cors=args.rest_api_enable_cors_support,
             max_enqueued_requests=args.max_enqueued_requests)
-        # a base path that is missing or a file: say so and stop, rather than wait for it
+        # a base path that is a file: say so and stop, rather than wait for it to change
         app.manager.check_base_paths()
         return serve(app, args.rest_api_host, args.rest_api_port,
                      max_connections=args.rest_api_num_threads)

@@ -210,13 +210,13 @@ class ModelManager:
     # ------------------------------------------------------------------ lifecycle
 
     def check_base_paths(self) -> None:
-        """Raise ConfigError when a base path is missing or is not a folder.
-
-        ``minidl serve`` calls it before serving. The poller itself only reports such a path
-        and keeps waiting for it, for servers started before their models are in place.
-        """
+        """Raise ConfigError when a base path exists but is not a folder (such as one
+        version's ``model.npz``): ``minidl serve`` calls it before serving. A missing base
+        path is no error: the poller says so once and waits for it, as TF Serving does, for
+        servers started before their models are copied in."""
         problems = [f"model {name!r}: {problem}" for name, slot in self._slots.items()
-                    if (problem := base_path_problem(slot.config.base_path)) is not None]
+                    if os.path.lexists(slot.config.base_path)
+                    and (problem := base_path_problem(slot.config.base_path)) is not None]
         if problems:
             raise ConfigError("; ".join(problems))
 
