@@ -5,7 +5,7 @@ A file is a zip archive (members stored, not compressed) of ``.npy`` arrays, so 
 member ``__minidl__.npy``: a uint8 array of UTF-8 JSON, the caller's ``meta`` plus
 
     format          "minidl.npz"
-    format_version  1
+    format_version  2 (1: files of minidl 0.1.0, which read the same way)
     minidl_version  the writer's minidl.__version__
     arrays          {key: {"sha256": 64 hex digits, "shape": [...], "dtype": "<f4"}}
 
@@ -37,7 +37,9 @@ from typing import Any, BinaryIO, NamedTuple
 import numpy as np
 
 FORMAT = "minidl.npz"
-FORMAT_VERSION = 1
+# 2: a layer's arrays may be state as well as parameters (Normalization's mean and
+# variance), each under its own dotted name; version 1 files read the same way
+FORMAT_VERSION = 2
 METADATA_KEY = "__minidl__"
 
 _METADATA_MEMBER = METADATA_KEY + ".npy"

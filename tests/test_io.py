@@ -150,7 +150,7 @@ def test_round_trip_of_sample_arrays_and_meta(saved):
     meta, loaded = load_npz(saved)
     assert_same_arrays(loaded, sample_arrays())
     assert meta["format"] == FORMAT == "minidl.npz"
-    assert meta["format_version"] == FORMAT_VERSION == 1
+    assert meta["format_version"] == FORMAT_VERSION == 2
     assert meta["minidl_version"] == minidl.__version__
     assert {key: value for key, value in meta.items()
             if key not in ("format", "format_version", "minidl_version", "arrays")} == sample_meta()

@@ -7,6 +7,7 @@ with the format itself in test_io.py; this file tests what ``model.py`` puts in 
 import json
 import os
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -652,3 +653,27 @@ def test_register_layer_adds_a_layer_class_and_refuses_a_taken_name(monkeypatch)
         register_layer(Dense)
     with pytest.raises(TypeError, match=r"expected a subclass of minidl\.layers\.Layer"):
         register_layer(int)
+
+
+# ---------------------------------------------------------------- files of earlier versions
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_a_file_written_by_minidl_0_1_0_loads_predicts_and_resumes_as_it_did():
+    # written by minidl 0.1.0 (format_version 1): Dense-Dropout-Dense with Adam's state,
+    # after 2 of 3 epochs; the expected file holds what 0.1.0 predicted then and after epoch 3
+    assert io.read_metadata(DATA / "minidl-0.1.0.npz")["format_version"] == 1
+    model = load_model(DATA / "minidl-0.1.0.npz")
+    with np.load(DATA / "minidl-0.1.0-expected.npz") as expected:
+        x, y = expected["x"], expected["y"]
+        np.testing.assert_allclose(model.predict(x), expected["predictions"], rtol=1e-6)
+        assert model.epoch == 2
+        model.fit(x, y, epochs=3, batch_size=8, verbose=0, initial_epoch=model.epoch)
+        np.testing.assert_allclose(model.predict(x), expected["resumed"], rtol=1e-5,
+                                   atol=1e-7)
+
+
+def test_files_are_written_with_the_current_format_version(tmp_path):
+    Sequential([Dense(1)], input_dim=1).save(tmp_path / "m.npz")
+    assert io.read_metadata(tmp_path / "m.npz")["format_version"] == io.FORMAT_VERSION == 2
