@@ -1,0 +1,136 @@
+"""``minidl train CONFIG``: the training config (docs/config.md), checked, and the run it
+describes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from minidl import callbacks as callbacks_module
+from minidl import data as data_module
+from minidl import optim as optim_module
+from minidl.cli.files import UsageError, load_dataset
+from minidl.layers import Normalization, layer_from_config
+from minidl.model import Sequential, model_file
+
+
+def _read_config(path: str) -> dict[str, Any]:
+    if not os.path.isfile(path):
+        raise UsageError(f"no such file: {path}")
+    suffix = Path(path).suffix.lower()
+    try:
+        if suffix == ".json":
+            with open(path) as file:
+                config = json.load(file)
+        elif suffix == ".toml":
+            try:
+                import tomllib
+            except ImportError as error:  # Python 3.10
+                raise UsageError("TOML configs need Python 3.11 or newer; use JSON") from error
+            with open(path, "rb") as file:
+                config = tomllib.load(file)
+        else:
+            raise UsageError(f"{path}: a training config is a .json or .toml file")
+    except (json.JSONDecodeError, ValueError) as error:
+        if isinstance(error, UsageError):
+            raise
+        raise UsageError(f"{path}: {error}") from error
+    if not isinstance(config, dict):
+        raise UsageError(f"{path}: the config must be an object/table at the top level")
+    return config
+
+
+_CONFIG_KEYS = {"data", "model", "compile", "fit", "callbacks", "output"}
+_SECTION_KEYS = {
+    "data": {"name", "params", "path", "test_size", "seed", "scale"},
+    "model": {"layers", "input_dim", "seed", "dtype"},
+    "compile": {"optimizer", "loss", "metrics"},
+    "fit": {"epochs", "batch_size", "validation_split", "shuffle", "verbose", "initial_epoch"},
+}
+# the flags of `minidl train` that override the config's "fit" section
+_FIT_FLAGS = ("epochs", "batch_size", "validation_split", "verbose")
+
+
+def _checked_config(path: str) -> dict[str, Any]:
+    """The training config (docs/config.md), its sections checked for unknown keys."""
+    config = _read_config(path)
+    unknown = sorted(set(config) - _CONFIG_KEYS)
+    if unknown:
+        raise UsageError(f"{path}: unknown key(s) {unknown}; known: {sorted(_CONFIG_KEYS)} "
+                         f"(see docs/config.md)")
+    for key in ("data", "model"):
+        if key not in config:
+            raise UsageError(f"{path}: missing key {key!r} (see docs/config.md)")
+    for section, known in _SECTION_KEYS.items():
+        value = config.get(section, {})
+        if not isinstance(value, dict):
+            raise UsageError(f"{path}: {section!r} must be an object/table, "
+                             f"got {type(value).__name__}")
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise UsageError(f"{path}: unknown key(s) {unknown} in {section!r}; known: "
+                             f"{sorted(known)} (see docs/config.md)")
+    if not isinstance(config.get("callbacks", []), list):
+        raise UsageError(f"{path}: 'callbacks' must be a list")
+    return config
+
+
+def command_train(args: argparse.Namespace) -> int:
+    config = _checked_config(args.config)
+    data_spec = config["data"]
+    x, y = load_dataset(data_spec)
+    test_size = data_spec.get("test_size", 0.2)
+    seed = data_spec.get("seed", 0)
+    classification = y.dtype.kind in "iu"
+    x_train, x_test, y_train, y_test = data_module.train_test_split(
+        x, y, test_size=test_size, seed=seed, stratify=classification)
+
+    model_spec = dict(config["model"])
+    layers = [layer_from_config(spec) for spec in model_spec.pop("layers", [])]
+    scale = data_spec.get("scale", True)
+    if scale:
+        # the scaling travels with the model: evaluate, predict and serve take raw data
+        layers.insert(0, Normalization())
+    model_spec.setdefault("input_dim", list(x.shape[1:]))
+    model = Sequential(layers, **model_spec)
+    if scale:
+        model.layers[0].adapt(x_train)
+    compile_spec = config.get("compile", {})
+    optimizer = compile_spec.get("optimizer", "adam")
+    if isinstance(optimizer, dict):
+        optimizer = optim_module.deserialize(optimizer, model.parameters())
+    model.compile(optimizer=optimizer, loss=compile_spec.get("loss", "cross_entropy"),
+                  metrics=compile_spec.get("metrics", []))
+    callback_objects = [_callback_from_config(spec) for spec in config.get("callbacks", [])]
+    fit_spec = {"epochs": 10, "batch_size": 32, "verbose": 1, **config.get("fit", {})}
+    fit_spec.update({name: getattr(args, name) for name in _FIT_FLAGS
+                     if getattr(args, name) is not None})
+    model.fit(x_train, y_train, callbacks=callback_objects, **fit_spec)
+    scores = model.evaluate(x_test, y_test)
+    # printed as `minidl evaluate` prints them, so the two can be compared digit for digit
+    print(f"test ({len(x_test)} held-out rows):")
+    print(json.dumps(scores, indent=2))
+    output = args.output or config.get("output", "model.npz")
+    model.save(output)
+    print(f"saved {model_file(output)}")
+    if args.save_test:
+        np.savez(args.save_test, x=x_test, y=y_test)
+        print(f"saved the {len(x_test)} test rows to {args.save_test}")
+    return 0
+
+
+_CALLBACKS = {"EarlyStopping": callbacks_module.EarlyStopping,
+              "ModelCheckpoint": callbacks_module.ModelCheckpoint}
+
+
+def _callback_from_config(spec: Any) -> callbacks_module.Callback:
+    if not isinstance(spec, dict) or set(spec) != {"class_name", "config"}:
+        raise UsageError(f"a callback is {{'class_name': ..., 'config': {{...}}}}, got {spec!r}")
+    if spec["class_name"] not in _CALLBACKS:
+        raise UsageError(f"unknown callback {spec['class_name']!r}; known: {list(_CALLBACKS)}")
+    return _CALLBACKS[spec["class_name"]](**spec["config"])
