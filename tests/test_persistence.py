@@ -490,7 +490,7 @@ def test_a_failed_save_leaves_the_previous_file_loadable(tmp_path, monkeypatch):
     model.fit(*image_data(), verbose=0)
     assert not np.array_equal(model.predict(x), before)
 
-    write_member = io._write_member
+    write_member = io.saving._write_member
     written = []
 
     def fail_after_two_members(archive, key, array):
@@ -499,7 +499,7 @@ def test_a_failed_save_leaves_the_previous_file_loadable(tmp_path, monkeypatch):
         written.append(key)
         write_member(archive, key, array)
 
-    monkeypatch.setattr(io, "_write_member", fail_after_two_members)
+    monkeypatch.setattr(io.saving, "_write_member", fail_after_two_members)
     with pytest.raises(OSError, match="injected"):
         model.save(path)
     monkeypatch.undo()

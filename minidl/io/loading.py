@@ -1,66 +1,34 @@
-"""The minidl file format: one ``.npz`` holding a JSON document and named arrays.
-
-A file is a zip archive (members stored, not compressed) of ``.npy`` arrays, so that
-``numpy.load(path, allow_pickle=False)`` opens it. Besides the caller's arrays it holds one
-member ``__minidl__.npy``: a uint8 array of UTF-8 JSON, the caller's ``meta`` plus
-
-    format          "minidl.npz"
-    format_version  2 (1: files of minidl 0.1.0, which read the same way)
-    minidl_version  the writer's minidl.__version__
-    arrays          {key: {"sha256": 64 hex digits, "shape": [...], "dtype": "<f4"}}
-
-This module knows nothing of layers or models: ``model.save`` / ``load_model`` build on it.
-Loading never unpickles and never imports a name found in the file; it checks the zip
-(CRC-32 of every member), the JSON, the array table, every ``.npy`` header, shape, dtype and
-SHA-256 before returning anything. docs/format.md specifies the format for other readers.
-"""
+"""Reading a minidl file: everything checked before anything is returned (docs/format.md §4)."""
 
 from __future__ import annotations
 
 import ast
 import contextlib
-import errno
 import hashlib
-import io
 import json
 import math
 import os
-import re
-import secrets
 import stat
 import zipfile
 from collections import Counter
-from collections.abc import Iterator, Mapping
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 
-FORMAT = "minidl.npz"
-# 2: a layer's arrays may be state as well as parameters (Normalization's mean and
-# variance), each under its own dotted name; version 1 files read the same way
-FORMAT_VERSION = 2
-METADATA_KEY = "__minidl__"
-
-_METADATA_MEMBER = METADATA_KEY + ".npy"
-_RESERVED_FIELDS = ("format", "format_version", "minidl_version", "arrays")
-# A fixed timestamp makes the same meta and arrays give byte-identical files.
-_ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
-_NPY_MAGIC = b"\x93NUMPY"
-_MAX_NPY_HEADER_BYTES = 65535
-_READ_CHUNK_BYTES = 1 << 24
-_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
-# Plain numbers only, in either byte order: every language can read these, none hides an
-# object. float128 is refused because its layout differs between platforms.
-_ALLOWED_DTYPES = frozenset(
-    np.dtype(name).newbyteorder(order).str
-    for name in ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
-                 "uint64", "float16", "float32", "float64")
-    for order in "<>")
-
-
-class ModelFormatError(ValueError):
-    """A file that is not a valid minidl file: the message names the file and the problem."""
+from minidl.io.spec import (
+    _ALLOWED_DTYPES,
+    _MAX_NPY_HEADER_BYTES,
+    _METADATA_MEMBER,
+    _NPY_MAGIC,
+    _READ_CHUNK_BYTES,
+    _SHA256_HEX,
+    FORMAT,
+    FORMAT_VERSION,
+    METADATA_KEY,
+    ModelFormatError,
+    _key_problem,
+)
 
 
 class _Unreadable(Exception):
@@ -69,200 +37,6 @@ class _Unreadable(Exception):
     def __init__(self, *problems: str) -> None:
         super().__init__(*problems)
         self.problems = list(problems)
-
-
-# ---------------------------------------------------------------------------------------------
-# Saving
-
-
-def save_npz(path: str | os.PathLike[str], meta: Mapping[str, Any],
-             arrays: Mapping[str, np.ndarray]) -> None:
-    """Write ``meta`` (JSON-able) and ``arrays`` atomically to the file ``path``.
-
-    The file is written to a temporary file in the same folder, flushed, fsynced and moved
-    over ``path`` with ``os.replace``: readers see the old file or the new one, never a mix,
-    and a crash mid-save leaves the previous file intact. The folder must exist
-    (FileNotFoundError otherwise: a mistyped folder should not be created silently). ``path``
-    is used as given (no ``.npz`` is appended). An existing file keeps its permission bits;
-    a new one gets the usual ``0o666 & ~umask``.
-
-    Raises ValueError or TypeError, naming the key or the place in ``meta``, for an array key
-    that is empty, contains ``/`` or ``\\``, control characters or starts with ``__``; an
-    array that is not bool, (u)int8-64 or float16/32/64; ``meta`` that JSON cannot hold
-    exactly (non-str keys, NaN or infinity, objects) or that uses a reserved field
-    (format, format_version, minidl_version, arrays).
-    """
-    target = Path(path)
-    contiguous = _checked_arrays(arrays)
-    document = _document(meta, contiguous)
-    payload = json.dumps(document, ensure_ascii=False, allow_nan=False,
-                         separators=(",", ":")).encode("utf-8")
-    folder = target.parent
-    if not folder.is_dir():
-        raise FileNotFoundError(
-            f"save_npz: folder '{folder}' does not exist; create it first "
-            f"(minidl does not create folders)")
-    if target.is_dir():
-        raise IsADirectoryError(f"save_npz: '{target}' is a folder, not a file name")
-    mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else None
-
-    temporary = target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
-    # os.open with 0o666 lets the umask decide the permissions, as for any new file
-    # (tempfile.mkstemp would make the model unreadable to, e.g., a server run by another user).
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL
-                         | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            _write_archive(file, payload, contiguous)
-            file.flush()
-            os.fsync(file.fileno())
-        if mode is not None:
-            os.chmod(temporary, mode)
-        os.replace(temporary, target)
-    except BaseException:
-        # KeyboardInterrupt included: never leave a half-written temporary file behind
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    _fsync_folder(folder)
-
-
-def _checked_arrays(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    if not isinstance(arrays, Mapping):
-        raise TypeError(f"save_npz: arrays must be a dict of numpy arrays, "
-                        f"got {type(arrays).__name__}")
-    contiguous = {}
-    for key, value in arrays.items():
-        problem = _key_problem(key)
-        if problem is not None:
-            raise (ValueError if isinstance(key, str) else TypeError)(f"save_npz: array {problem}")
-        if not isinstance(value, (np.ndarray, np.generic)):
-            raise TypeError(f"save_npz: arrays[{key!r}] is a {type(value).__name__}, "
-                            f"not a numpy array")
-        array = np.asarray(value, order="C")
-        if array.dtype.str not in _ALLOWED_DTYPES:
-            raise TypeError(
-                f"save_npz: arrays[{key!r}] has dtype {array.dtype} ({array.dtype.str!r}); "
-                f"minidl files hold only bool, int8-64, uint8-64 and float16/32/64 arrays")
-        contiguous[key] = array
-    return contiguous
-
-
-def _key_problem(key: object) -> str | None:
-    """What is wrong with an array key, or None: keys become zip member names ``key.npy``."""
-    if not isinstance(key, str):
-        return f"key {key!r} is a {type(key).__name__}, not a str"
-    if not key:
-        return "key '' is empty"
-    if "/" in key or "\\" in key:
-        return f"key {key!r} contains '/' or '\\', which zip tools read as folders"
-    if key.startswith("__"):
-        return f"key {key!r} starts with '__', which minidl reserves for {METADATA_KEY!r}"
-    if not key.isprintable():
-        return f"key {key!r} contains control characters"
-    return None
-
-
-def _document(meta: Mapping[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, Any]:
-    from minidl import __version__
-
-    if not isinstance(meta, Mapping):
-        raise TypeError(f"save_npz: meta must be a dict, got {type(meta).__name__}")
-    reserved = [field for field in _RESERVED_FIELDS if field in meta]
-    if reserved:
-        raise ValueError(f"save_npz: meta must not contain {reserved}: save_npz writes "
-                         f"these fields itself")
-    document = {"format": FORMAT, "format_version": FORMAT_VERSION, "minidl_version": __version__}
-    document.update(_json_value(meta, "meta", set()))
-    document["arrays"] = {
-        key: {"sha256": hashlib.sha256(_data_bytes(array)).hexdigest(),
-              "shape": list(array.shape), "dtype": array.dtype.str}
-        for key, array in arrays.items()}
-    return document
-
-
-def _json_value(value: object, where: str, open_containers: set[int]) -> Any:
-    """``value`` as plain JSON types (numpy scalars become Python numbers, tuples lists).
-
-    Refuses, naming ``where``, anything JSON would not give back as it was.
-    """
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        if not math.isfinite(value):
-            raise ValueError(f"save_npz: {where} is {float(value)}: JSON has no NaN or "
-                             f"infinity (store it in an array instead)")
-        return float(value)
-    if isinstance(value, np.ndarray):
-        raise TypeError(f"save_npz: {where} is a numpy array: pass arrays in `arrays`, "
-                        f"not in meta")
-    if not isinstance(value, (Mapping, list, tuple)):
-        raise TypeError(f"save_npz: {where} is a {type(value).__name__}, which JSON cannot "
-                        f"hold")
-    if id(value) in open_containers:
-        raise ValueError(f"save_npz: {where} contains itself")
-    open_containers.add(id(value))
-    if isinstance(value, Mapping):
-        converted: Any = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise TypeError(f"save_npz: {where} has key {key!r} of type "
-                                f"{type(key).__name__}; JSON object keys are str")
-            converted[key] = _json_value(item, f"{where}[{key!r}]", open_containers)
-    else:
-        converted = [_json_value(item, f"{where}[{index}]", open_containers)
-                     for index, item in enumerate(value)]
-    open_containers.discard(id(value))
-    return converted
-
-
-def _data_bytes(array: np.ndarray) -> np.ndarray:
-    """The bytes of a C-contiguous array, as a uint8 view (no copy)."""
-    return array.reshape(-1).view(np.uint8)
-
-
-def _write_archive(file: BinaryIO, payload: bytes, arrays: dict[str, np.ndarray]) -> None:
-    with zipfile.ZipFile(file, "w", compression=zipfile.ZIP_STORED) as archive:
-        _write_member(archive, METADATA_KEY, np.frombuffer(payload, dtype=np.uint8))
-        for key, array in arrays.items():
-            _write_member(archive, key, array)
-
-
-def _write_member(archive: zipfile.ZipFile, key: str, array: np.ndarray) -> None:
-    header = io.BytesIO()
-    np.lib.format.write_array_header_1_0(
-        header, {"descr": array.dtype.str, "fortran_order": False, "shape": array.shape})
-    info = zipfile.ZipInfo(key + ".npy", date_time=_ZIP_DATE_TIME)
-    info.external_attr = 0o644 << 16
-    # the exact size up front: zip64 records only for members that need them
-    info.file_size = header.tell() + array.nbytes
-    with archive.open(info, "w") as member:
-        member.write(header.getbuffer())
-        member.write(_data_bytes(array))
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the rename itself durable (POSIX; Windows cannot open a folder for syncing)."""
-    if os.name == "nt":
-        return
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    except OSError as error:
-        # some network and FUSE filesystems cannot sync a folder; the file itself is
-        # already synced and in place, so there is nothing more to ask of them
-        if error.errno not in (errno.EINVAL, errno.ENOTSUP):
-            raise
-    finally:
-        os.close(descriptor)
-
-
-# ---------------------------------------------------------------------------------------------
-# Loading
 
 
 def load_npz(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -598,7 +372,3 @@ def _checked_array(archive: zipfile.ZipFile, info: zipfile.ZipInfo, file_size: i
                         f"{entry['sha256'][:12]}…, found {digest[:12]}…)")
     # frombuffer over the bytearray: a writable array, no second copy of the data
     return np.frombuffer(npy.data, dtype=dtype, count=count, offset=npy.offset).reshape(npy.shape)
-
-
-__all__ = ["FORMAT", "FORMAT_VERSION", "METADATA_KEY", "ModelFormatError", "load_npz",
-           "read_metadata", "save_npz", "verify"]
