@@ -304,7 +304,7 @@ def test_max_pooling_same_pads_with_minus_infinity_not_zero():
     np.testing.assert_array_equal(MaxPooling2D(2, padding="same")(x), np.full((1, 2, 2, 2), -5.0))
 
 
-def test_max_pooling_propagates_nan_as_torch():
+def test_max_pooling_of_a_window_holding_nan_is_nan():
     x = np.zeros((1, 2, 2, 1))
     x[0, 1, 1, 0] = np.nan
     assert np.isnan(MaxPooling2D()(x)).all()
