@@ -19,17 +19,26 @@ from minidl.callbacks import (
 )
 from minidl.io import ModelFormatError
 from minidl.layers import (
+    AveragePooling2D,
+    BatchNormalization,
     Dense,
     Dropout,
+    Embedding,
     Flatten,
+    GlobalAveragePooling2D,
+    GlobalMaxPooling2D,
     Layer,
+    LayerNormalization,
     LeakyReLU,
     Linear,
+    MaxPooling2D,
     Normalization,
     ReLU,
+    Reshape,
     Sigmoid,
     Softmax,
     Tanh,
+    register_layer,
 )
 from minidl.losses import (
     BinaryCrossEntropy,
@@ -44,10 +53,13 @@ from minidl.parameter import Parameter
 from minidl.regularizers import L1, L1L2, L2
 
 __all__ = [
-    "L1", "L1L2", "L2", "SGD", "Adagrad", "Adam", "AdamW", "BinaryCrossEntropy", "Callback",
-    "CrossEntropy", "Dense", "Dropout", "EarlyStopping", "Flatten", "History", "LambdaCallback",
-    "Layer", "LeakyReLU", "LearningRateScheduler", "Linear", "Loss", "MeanAbsoluteError",
+    "L1", "L1L2", "L2", "SGD", "Adagrad", "Adam", "AdamW", "AveragePooling2D",
+    "BatchNormalization", "BinaryCrossEntropy", "Callback", "CrossEntropy", "Dense", "Dropout",
+    "EarlyStopping", "Embedding", "Flatten", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
+    "History", "LambdaCallback", "Layer", "LayerNormalization", "LeakyReLU",
+    "LearningRateScheduler", "Linear", "Loss", "MaxPooling2D", "MeanAbsoluteError",
     "MeanSquaredError", "ModelCheckpoint", "ModelFormatError", "Normalization", "Optimizer",
-    "Parameter", "ProgressBar", "RMSprop", "ReLU", "Sequential", "Sigmoid", "Softmax", "Tanh",
-    "__version__", "data", "functional", "load_model", "metrics", "regularizers",
+    "Parameter", "ProgressBar", "RMSprop", "ReLU", "Reshape", "Sequential", "Sigmoid",
+    "Softmax", "Tanh", "__version__", "data", "functional", "load_model", "metrics",
+    "register_layer", "regularizers",
 ]

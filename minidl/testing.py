@@ -3,7 +3,8 @@
 ``gradcheck(fn, inputs)`` compares the gradients a function says it has with central
 differences in float64; ``check_layer_gradients(layer, x)`` does it for a layer's input and
 every one of its parameters. The strategies generate the inputs: ``arrays_for(shape)``,
-``batch_shapes()``, ``layer_configs()`` (every built-in layer with a random configuration),
+``batch_shapes()``, ``layer_configs()`` and ``image_layer_configs()`` (the built-in layers
+with random configurations, for feature vectors and for images),
 ``logits_and_labels()``.
 
 The gradient checks need only NumPy. The strategies need hypothesis, a test-time
@@ -50,12 +51,18 @@ from minidl import regularizers
 from minidl.layers import (
     ACTIVATIONS,
     INITIALIZERS,
+    AveragePooling2D,
+    BatchNormalization,
     Dense,
     Dropout,
     Flatten,
+    GlobalAveragePooling2D,
+    GlobalMaxPooling2D,
     Layer,
+    LayerNormalization,
     LeakyReLU,
     Linear,
+    MaxPooling2D,
     Normalization,
     ReLU,
     Sigmoid,
@@ -277,7 +284,29 @@ def layer_configs(*, max_units: int = 16) -> SearchStrategy[tuple[type[Layer], d
             st.fixed_dictionaries({"mean": st.floats(-5.0, 5.0),
                                    "variance": st.floats(0.0, 10.0),
                                    "invert": st.booleans()}))),
+        st.tuples(st.just(BatchNormalization), st.fixed_dictionaries({
+            "momentum": st.floats(0.0, 0.999), "epsilon": st.floats(1e-5, 1e-2),
+            "center": st.booleans(), "scale": st.booleans()})),
+        st.tuples(st.just(LayerNormalization), st.fixed_dictionaries({
+            "epsilon": st.floats(1e-5, 1e-2), "center": st.booleans(),
+            "scale": st.booleans()})),
         st.sampled_from([(ReLU, {}), (Tanh, {}), (Sigmoid, {}), (Linear, {}), (Flatten, {})]),
+    )
+
+
+def image_layer_configs(*, max_window: int = 3) -> SearchStrategy[tuple[type[Layer], dict]]:
+    """``(layer_class, config)`` for the built-in layers that take images, shape (batch,
+    height, width, channels): every one accepts images of at least ``max_window`` pixels a
+    side, its windows being at most that wide."""
+    st, _ = _hypothesis("image_layer_configs")
+    windows = st.one_of(st.integers(1, max_window),
+                        st.tuples(st.integers(1, max_window), st.integers(1, max_window)))
+    pooling = st.fixed_dictionaries({"pool_size": windows, "strides": st.none() | windows,
+                                     "padding": st.sampled_from(["valid", "same"])})
+    return st.one_of(
+        st.tuples(st.sampled_from([MaxPooling2D, AveragePooling2D]), pooling),
+        st.tuples(st.sampled_from([GlobalAveragePooling2D, GlobalMaxPooling2D]),
+                  st.fixed_dictionaries({"keepdims": st.booleans()})),
     )
 
 

@@ -385,7 +385,9 @@ def test_every_layer_config_round_trips_through_json(spec):
 
 def test_registry_holds_every_builtin_layer():
     assert set(LAYERS) == {"Dense", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Softmax", "Linear",
-                           "Dropout", "Flatten", "Normalization"}
+                           "Dropout", "Flatten", "Reshape", "MaxPooling2D", "AveragePooling2D",
+                           "GlobalAveragePooling2D", "GlobalMaxPooling2D", "BatchNormalization",
+                           "LayerNormalization", "Embedding", "Normalization"}
 
 
 def test_dense_config_records_input_dim_once_known_and_serializes_regularizers():

@@ -17,6 +17,7 @@ from minidl.testing import (
     batch_shapes,
     check_layer_gradients,
     gradcheck,
+    image_layer_configs,
     layer_configs,
     logits_and_labels,
 )
@@ -224,10 +225,21 @@ def test_batch_shapes_reach_batch_size_one():
     assert any(shape[0] == 1 for shape in drawn_values(batch_shapes(), max_examples=50))
 
 
-def test_layer_configs_cover_every_builtin_layer():
-    specs = drawn_values(layer_configs(), max_examples=60)
+def test_layer_configs_and_image_layer_configs_cover_every_builtin_layer():
+    specs = (drawn_values(layer_configs(), max_examples=80)
+             + drawn_values(image_layer_configs(), max_examples=40))
     drawn = {layer_class.__name__ for layer_class, _ in specs}
-    assert drawn == set(LAYERS)
+    # these two need inputs of their own: integer indices, a size that fits the target shape
+    assert drawn == set(LAYERS) - {"Embedding", "Reshape"}
+
+
+@given(image_layer_configs(max_window=3))
+def test_image_layer_configs_make_layers_that_run_on_images(spec):
+    layer_class, config = spec
+    layer = layer_class.from_config(config)
+    images = np.arange(2 * 4 * 5 * 3, dtype=np.float64).reshape(2, 4, 5, 3)
+    output = layer(images, training=True)
+    assert output.shape == (2, *layer.compute_output_shape((4, 5, 3)))
 
 
 @given(layer_configs())

@@ -9,8 +9,10 @@ Layers keep the dtype they compute in: parameters are created in the layer's dty
 by default) and a float32 batch gives float32 outputs and float32 gradients.
 
 Families, one file each: ``base`` (the ``Layer`` protocol), ``activations``, ``core``
-(``Dense``, ``Dropout``, ``Flatten``), ``preprocessing`` (``Normalization``) and
-``initializers``; this module holds the registry that model files are read through.
+(``Dense``, ``Dropout``, ``Flatten``), ``reshaping`` (``Reshape``), ``pooling``,
+``normalization`` (``BatchNormalization``, ``LayerNormalization``), ``embedding``,
+``preprocessing`` (``Normalization``) and ``initializers``; this module holds the registry
+that model files are read through.
 """
 
 from __future__ import annotations
@@ -29,19 +31,32 @@ from minidl.layers.activations import (
 )
 from minidl.layers.base import Layer
 from minidl.layers.core import Dense, Dropout, Flatten
+from minidl.layers.embedding import Embedding
 from minidl.layers.initializers import INITIALIZERS
+from minidl.layers.normalization import BatchNormalization, LayerNormalization
+from minidl.layers.pooling import (
+    AveragePooling2D,
+    GlobalAveragePooling2D,
+    GlobalMaxPooling2D,
+    MaxPooling2D,
+)
 from minidl.layers.preprocessing import Normalization
+from minidl.layers.reshaping import Reshape
 from minidl.registry import class_and_config, to_spec
 
 __all__ = [
-    "ACTIVATIONS", "INITIALIZERS", "LAYERS", "Dense", "Dropout", "Flatten", "Layer",
-    "LeakyReLU", "Linear", "Normalization", "ReLU", "Sigmoid", "Softmax", "Tanh",
-    "activation_from_name", "layer_from_config", "layer_to_config", "register_layer",
+    "ACTIVATIONS", "INITIALIZERS", "LAYERS", "AveragePooling2D", "BatchNormalization", "Dense",
+    "Dropout", "Embedding", "Flatten", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Layer",
+    "LayerNormalization", "LeakyReLU", "Linear", "MaxPooling2D", "Normalization", "ReLU",
+    "Reshape", "Sigmoid", "Softmax", "Tanh", "activation_from_name", "layer_from_config",
+    "layer_to_config", "register_layer",
 ]
 
 LAYERS: dict[str, type[Layer]] = {
     cls.__name__: cls
     for cls in (Dense, ReLU, LeakyReLU, Tanh, Sigmoid, Softmax, Linear, Dropout, Flatten,
+                Reshape, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D,
+                GlobalMaxPooling2D, BatchNormalization, LayerNormalization, Embedding,
                 Normalization)
 }
 

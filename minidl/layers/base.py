@@ -158,3 +158,12 @@ def _example_shape(input_shape: Any, layer_name: str) -> tuple[int, ...]:
         raise ValueError(f"{layer_name}: input_shape must be a list of positive ints (one "
                          f"example, without the batch axis), got {input_shape!r}")
     return tuple(int(n) for n in input_shape)
+
+
+def positive_int(value: Any, argument: str, layer_name: str) -> int:
+    """``value`` as an int after checking it is one, and positive (``units``, ``filters``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{layer_name}: {argument} must be a positive int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{layer_name}: {argument} must be a positive int, got {value}")
+    return int(value)

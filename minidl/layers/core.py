@@ -11,8 +11,8 @@ from numpy.typing import DTypeLike
 
 from minidl import regularizers
 from minidl.layers.activations import activation_from_name
-from minidl.layers.base import Layer, _example_shape, _layer_dtype
-from minidl.layers.initializers import INITIALIZERS, _check_initializer
+from minidl.layers.base import Layer, _example_shape, _layer_dtype, positive_int
+from minidl.layers.initializers import INITIALIZERS, check_initializer
 from minidl.parameter import Parameter
 from minidl.regularizers import Regularizer
 
@@ -66,17 +66,19 @@ class Dense(Layer):
                  input_dim: int | None = None,
                  input_shape: Sequence[int] | None = None) -> None:
         super().__init__()
-        self.units = _positive_int(units, "units")
+        self.units = positive_int(units, "units", "Dense")
         if input_shape is not None:
             input_dim = _input_dim_of_shape(input_shape, input_dim)
-        self.input_dim = None if input_dim is None else _positive_int(input_dim, "input_dim")
+        self.input_dim = (None if input_dim is None
+                          else positive_int(input_dim, "input_dim", "Dense"))
         self.activation = activation_from_name(activation)
         self._activation_name = activation
         if not isinstance(use_bias, bool):
             raise TypeError(f"Dense: use_bias must be True or False, got {use_bias!r}")
         self.use_bias = use_bias
-        self.kernel_initializer = _check_initializer(kernel_initializer, "kernel_initializer")
-        self.bias_initializer = _check_initializer(bias_initializer, "bias_initializer")
+        self.kernel_initializer = check_initializer(kernel_initializer, "kernel_initializer",
+                                                    "Dense")
+        self.bias_initializer = check_initializer(bias_initializer, "bias_initializer", "Dense")
         self.kernel_regularizer = regularizers.deserialize(kernel_regularizer)
         self.bias_regularizer = regularizers.deserialize(bias_regularizer)
         self.kernel: Parameter | None = None
@@ -233,14 +235,6 @@ def _input_dim_of_shape(input_shape: Any, input_dim: int | None) -> int:
         raise ValueError(f"Dense: input_dim={input_dim} and input_shape={list(shape)} "
                          f"disagree; give one of them")
     return shape[0]
-
-
-def _positive_int(value: Any, argument: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"Dense: {argument} must be a positive int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"Dense: {argument} must be a positive int, got {value}")
-    return int(value)
 
 
 class Dropout(Layer):

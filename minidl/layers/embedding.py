@@ -9,19 +9,10 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from minidl import regularizers
-from minidl.layers.base import Layer, _example_shape, _layer_dtype
-from minidl.layers.initializers import INITIALIZERS
+from minidl.layers.base import Layer, _example_shape, _layer_dtype, positive_int
+from minidl.layers.initializers import INITIALIZERS, check_initializer
 from minidl.parameter import Parameter
 from minidl.regularizers import Regularizer
-
-
-def _random_uniform(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
-    """Keras' "uniform": ``RandomUniform(minval=-0.05, maxval=0.05)``, whatever the shape."""
-    return rng.uniform(-0.05, 0.05, size=shape)
-
-
-# Keras' Embedding takes any initializer and defaults to "uniform"
-_EMBEDDING_INITIALIZERS = {"uniform": _random_uniform, **INITIALIZERS}
 
 
 class Embedding(Layer):
@@ -60,14 +51,10 @@ class Embedding(Layer):
                  embeddings_regularizer: Regularizer | dict | None = None,
                  input_shape: Sequence[int] | None = None) -> None:
         super().__init__()
-        self.input_dim = _positive_int(input_dim, "input_dim")
-        self.output_dim = _positive_int(output_dim, "output_dim")
-        if (not isinstance(embeddings_initializer, str)
-                or embeddings_initializer not in _EMBEDDING_INITIALIZERS):
-            raise ValueError(f"Embedding: unknown embeddings_initializer "
-                             f"{embeddings_initializer!r}; known initializers: "
-                             f"{', '.join(_EMBEDDING_INITIALIZERS)}")
-        self.embeddings_initializer = embeddings_initializer
+        self.input_dim = positive_int(input_dim, "input_dim", "Embedding")
+        self.output_dim = positive_int(output_dim, "output_dim", "Embedding")
+        self.embeddings_initializer = check_initializer(
+            embeddings_initializer, "embeddings_initializer", "Embedding")
         self.embeddings_regularizer = regularizers.deserialize(embeddings_regularizer)
         self.input_shape = None if input_shape is None else list(
             _example_shape(input_shape, "Embedding"))
@@ -84,7 +71,7 @@ class Embedding(Layer):
         shape = self.weight_shapes(tuple(input_shape))["embeddings"]
         self.dtype = _layer_dtype(dtype, "Embedding")
         rng = np.random.default_rng() if rng is None else rng
-        table = _EMBEDDING_INITIALIZERS[self.embeddings_initializer](shape, rng)
+        table = INITIALIZERS[self.embeddings_initializer](shape, rng)
         self.embeddings = Parameter(table.astype(self.dtype), name="embeddings",
                                     regularizer=self.embeddings_regularizer)
         self._indices = None
@@ -175,11 +162,3 @@ class Embedding(Layer):
             value = int(value)  # 10, not 10.0: the model cast the indices it was given to float
         raise ValueError(f"Embedding: index {value} at position {position} of the input "
                          f"{problem}")
-
-
-def _positive_int(value: Any, argument: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"Embedding: {argument} must be a positive int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"Embedding: {argument} must be a positive int, got {value}")
-    return int(value)

@@ -62,18 +62,25 @@ def _ones(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
     return np.ones(shape)
 
 
+def _uniform(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """Keras' "uniform": ``RandomUniform(minval=-0.05, maxval=0.05)``, whatever the shape."""
+    return rng.uniform(-0.05, 0.05, size=shape)
+
+
 INITIALIZERS: dict[str, Callable[[tuple[int, ...], np.random.Generator], np.ndarray]] = {
     "glorot_uniform": _glorot_uniform,
     "glorot_normal": _glorot_normal,
     "he_uniform": _he_uniform,
     "he_normal": _he_normal,
+    "uniform": _uniform,
     "zeros": _zeros,
     "ones": _ones,
 }
 
 
-def _check_initializer(name: Any, argument: str) -> str:
+def check_initializer(name: Any, argument: str, layer_name: str) -> str:
+    """``name`` if it names an initializer, else a ValueError listing the known ones."""
     if not isinstance(name, str) or name not in INITIALIZERS:
-        raise ValueError(f"Dense: unknown {argument} {name!r}; known initializers: "
+        raise ValueError(f"{layer_name}: unknown {argument} {name!r}; known initializers: "
                          f"{', '.join(INITIALIZERS)}")
     return name

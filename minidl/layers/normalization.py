@@ -26,7 +26,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from minidl.layers.base import Layer, _example_shape, _layer_dtype
-from minidl.layers.initializers import INITIALIZERS
+from minidl.layers.initializers import INITIALIZERS, check_initializer
 from minidl.parameter import Parameter
 
 
@@ -68,13 +68,6 @@ def _feature_axes(axes: list[int], input_shape: tuple[int, ...],
     return tuple(named)
 
 
-def _initializer(name: Any, argument: str, layer_name: str) -> str:
-    if not isinstance(name, str) or name not in INITIALIZERS:
-        raise ValueError(f"{layer_name}: unknown {argument} {name!r}; known initializers: "
-                         f"{', '.join(INITIALIZERS)}")
-    return name
-
-
 class _AffineNormalization(Layer):
     r"""What both layers share: the arguments ``epsilon``, ``center``, ``scale``, the
     initializers and ``input_shape``; the parameters ``gamma`` and ``beta`` over the axes
@@ -94,8 +87,8 @@ class _AffineNormalization(Layer):
                 raise TypeError(f"{name}: {argument} must be True or False, got {value!r}")
         self.epsilon = float(epsilon)
         self.center, self.scale = center, scale
-        self.beta_initializer = _initializer(beta_initializer, "beta_initializer", name)
-        self.gamma_initializer = _initializer(gamma_initializer, "gamma_initializer", name)
+        self.beta_initializer = check_initializer(beta_initializer, "beta_initializer", name)
+        self.gamma_initializer = check_initializer(gamma_initializer, "gamma_initializer", name)
         self.input_shape = None if input_shape is None else list(
             _example_shape(input_shape, name))
         self.gamma: Parameter | None = None
@@ -240,9 +233,9 @@ class BatchNormalization(_AffineNormalization):
                              f"weight of the old moving statistics), got {momentum!r}")
         self.axis = int(axis)
         self.momentum = float(momentum)
-        self.moving_mean_initializer = _initializer(
+        self.moving_mean_initializer = check_initializer(
             moving_mean_initializer, "moving_mean_initializer", "BatchNormalization")
-        self.moving_variance_initializer = _initializer(
+        self.moving_variance_initializer = check_initializer(
             moving_variance_initializer, "moving_variance_initializer", "BatchNormalization")
         self.moving_mean: np.ndarray | None = None
         self.moving_variance: np.ndarray | None = None
