@@ -228,8 +228,8 @@ def test_sizes_must_be_positive_ints(argument, value, error):
 
 
 def test_unknown_initializer_lists_the_known_names():
-    with pytest.raises(ValueError, match="unknown embeddings_initializer 'normal'; known "
-                                         "initializers: glorot_uniform, .*, uniform, zeros"):
+    with pytest.raises(ValueError, match=r"unknown embeddings_initializer 'normal'; known "
+                                         r"initializers: glorot_uniform, .*, uniform, zeros"):
         Embedding(4, 2, embeddings_initializer="normal")
 
 
@@ -313,3 +313,13 @@ def test_model_refuses_out_of_range_indices_naming_the_value_it_was_given():
     model = minidl.Sequential([Embedding(10, 4, input_shape=(3,)), Flatten(), Dense(2)])
     with pytest.raises(ValueError, match=r"Embedding: index 10 at position \(0, 2\)"):
         model.predict(np.array([[1, 2, 10]]))
+
+
+def test_a_float32_model_gives_integer_indices_to_its_embedding_unrounded():
+    # the model does not cast the data to float32 for an Embedding (Layer.input_dtype):
+    # 2**24 + 1 would become 2**24 there
+    index = 2**24 + 1
+    model = minidl.Sequential([Embedding(index + 1, 1, input_shape=(1,)), Flatten()], seed=0)
+    table = model.layers[0].embeddings.data
+    table[index - 1, 0], table[index, 0] = 1.0, 2.0
+    np.testing.assert_array_equal(model.predict(np.array([[index]])), [[2.0]])

@@ -87,6 +87,12 @@ class Layer(Configurable):
         so that resumed training draws what uninterrupted training would; None for most."""
         return None
 
+    def input_dtype(self, model_dtype: np.dtype) -> np.dtype | None:
+        """The dtype a model gives the data when this is its first layer: the model's float
+        dtype for most; None to pass the data as it came (``Embedding``'s indices, which a
+        cast to float could round)."""
+        return model_dtype
+
     def declared_input_shape(self) -> tuple[int, ...] | None:
         """The example shape this layer was told to expect (Keras' ``input_shape=``), or
         None: a ``Sequential`` whose first layer declares one is built at construction."""

@@ -87,6 +87,9 @@ class Embedding(Layer):
         """``[embeddings]``; empty before the layer is built."""
         return [] if self.embeddings is None else [self.embeddings]
 
+    def input_dtype(self, model_dtype: np.dtype) -> np.dtype | None:
+        return None  # indices as they are: a float32 cast would round those above 2**24
+
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         indices = self._checked_indices(x)
         self._indices = indices

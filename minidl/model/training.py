@@ -60,7 +60,8 @@ class Trainer:
         if x.shape[1:] != self.input_shape:
             raise ValueError(f"{where}: each example of x has shape {x.shape[1:]} but the model "
                              f"expects {self.input_shape}")
-        return np.asarray(x, dtype=self.dtype)
+        dtype = self.layers[0].input_dtype(self.dtype)
+        return x if dtype is None else np.asarray(x, dtype=dtype)
 
     def _forward(self, x: np.ndarray, training: bool, fused: bool = False) -> np.ndarray:
         """The model's output; with ``fused``, the logits before the output activation."""
