@@ -35,7 +35,7 @@ CASES = {
     "14x14x16, input grad": (14, 14, 16, True),
 }
 FRAMEWORKS = ("minidl", "torch")
-QUIET_CPUS, WAIT_SECONDS = 0.3, 20.0
+QUIET_CPUS, WAIT_SECONDS = 0.3, 10.0
 
 
 def step_times_minidl(case: str, steps: int) -> list[float]:
