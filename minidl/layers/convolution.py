@@ -1,0 +1,359 @@
+"""Convolution layers: ``Conv2D``, channels last."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from numpy.typing import DTypeLike
+
+from minidl import regularizers
+from minidl.layers.activations import activation_from_name
+from minidl.layers.base import Layer, _example_shape, _layer_dtype
+from minidl.layers.initializers import INITIALIZERS
+from minidl.parameter import Parameter
+from minidl.regularizers import Regularizer
+
+Pair = tuple[int, int]
+
+
+class Conv2D(Layer):
+    r"""2-D convolution (a cross-correlation, as in Keras and PyTorch) followed by an
+    activation :math:`f`.
+
+    Shapes: ``x`` (N, H, W, C), kernel ``W`` (kh, kw, C, F) for F = ``filters``, bias ``b``
+    (F,), ``z`` and ``y`` (N, OH, OW, F). :math:`\tilde x` is ``x`` zero-padded (none for
+    ``padding="valid"``), :math:`s` the strides and :math:`d` the dilation rate.
+
+    .. math::
+        z_{n,a,b,o} = b_o + \sum_{i<k_h} \sum_{j<k_w} \sum_{c}
+            \tilde x_{n,\, a s_h + i d_h,\, b s_w + j d_w,\, c} \, W_{i,j,c,o},
+        \qquad y = f(z)
+
+    Backward, given :math:`G = \partial L / \partial z` (the activation turns
+    :math:`\partial L / \partial y` into it, as in ``Dense``):
+
+    .. math::
+        \frac{\partial L}{\partial W_{i,j,c,o}} = \sum_{n,a,b}
+            \tilde x_{n,\, a s_h + i d_h,\, b s_w + j d_w,\, c} \, G_{n,a,b,o}, \qquad
+        \frac{\partial L}{\partial b_o} = \sum_{n,a,b} G_{n,a,b,o},
+
+    .. math::
+        \frac{\partial L}{\partial \tilde x_{n,p,q,c}} = \sum_{i,j,o}
+            \hat G_{n,\, p + i d_h,\, q + j d_w,\, o} \, W_{k_h-1-i,\, k_w-1-j,\, c,\, o}
+
+    where :math:`\hat G` is ``G`` with its pixels spread ``s`` apart and zero-padded by
+    ``(k - 1) d`` on each side (rows and columns that a stride skips get zeros): the input
+    gradient is itself a convolution (stride 1, same dilation) of the gradient with the
+    kernel flipped and its channel axes swapped.
+
+    Computed as matrix products (im2col): each window of :math:`\tilde x` becomes a row of
+    ``cols`` (N·OH·OW, kh·kw·C); ``W`` is viewed as the matrix (kh·kw·C, F), ``G`` as
+    (N·OH·OW, F), and the windows of :math:`\hat G` as (N·H·W, kh·kw·F)::
+
+        forward                 backward
+        z = cols @ W + b        ∂L/∂W = colsᵀ @ G
+                                ∂L/∂b = 1ᵀ @ G
+                                ∂L/∂x = windows(Ĝ) @ flipped W   (kh·kw·F, C)
+
+    ``padding="same"`` pads as TensorFlow does: the output has ``ceil(n / s)`` pixels along
+    a side of ``n``, the total padding is ``max((ceil(n/s) - 1) s + (k - 1) d + 1 - n, 0)``
+    and the odd pixel goes to the bottom or right. ``"valid"`` gives
+    ``floor((n - (k - 1) d - 1) / s) + 1``. As in Keras, strides and dilation cannot both
+    exceed 1.
+
+    Initializers as in ``Dense``, with Keras' fans for a kernel: ``fan_in = kh·kw·C``,
+    ``fan_out = kh·kw·F``. ``kernel_regularizer``/``bias_regularizer`` as in ``Dense``.
+    ``input_shape=(H, W, C)`` (Keras') makes a model's first layer build the model at once;
+    otherwise the layer builds on its first call, from ``x.shape[3]`` and ``x.dtype``
+    (float32 for integer input).
+    """
+
+    def __init__(self, filters: int, kernel_size: int | Sequence[int], strides: int |
+                 Sequence[int] = 1, padding: str = "valid",
+                 dilation_rate: int | Sequence[int] = 1, activation: str | None = None,
+                 use_bias: bool = True, kernel_initializer: str = "glorot_uniform",
+                 bias_initializer: str = "zeros",
+                 kernel_regularizer: Regularizer | dict | None = None,
+                 bias_regularizer: Regularizer | dict | None = None,
+                 input_shape: Sequence[int] | None = None) -> None:
+        super().__init__()
+        self.filters = _positive_int(filters, "filters")
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.strides = _pair(strides, "strides")
+        self.dilation_rate = _pair(dilation_rate, "dilation_rate")
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ValueError(f"Conv2D: strides > 1 and dilation_rate > 1 cannot be combined "
+                             f"(as in Keras); got strides={self.strides} and "
+                             f"dilation_rate={self.dilation_rate}")
+        if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
+            raise ValueError(f"Conv2D: padding must be 'valid' or 'same', got {padding!r}")
+        self.padding = padding.lower()
+        self.activation = activation_from_name(activation)
+        self._activation_name = activation
+        if not isinstance(use_bias, bool):
+            raise TypeError(f"Conv2D: use_bias must be True or False, got {use_bias!r}")
+        self.use_bias = use_bias
+        self.kernel_initializer = _initializer(kernel_initializer, "kernel_initializer")
+        self.bias_initializer = _initializer(bias_initializer, "bias_initializer")
+        self.kernel_regularizer = regularizers.deserialize(kernel_regularizer)
+        self.bias_regularizer = regularizers.deserialize(bias_regularizer)
+        self.kernel: Parameter | None = None
+        self.bias: Parameter | None = None
+        self.dtype: np.dtype | None = None
+        self.input_shape = None if input_shape is None else list(_example_shape(input_shape,
+                                                                                 "Conv2D"))
+        if self.input_shape is not None:
+            self.compute_output_shape(tuple(self.input_shape))  # its checks, at once
+        # what backward needs, set by forward
+        self._cols: np.ndarray | None = None
+        self._input_shape: tuple[int, ...] | None = None
+        self._output_shape: tuple[int, ...] | None = None
+        self._pad_top_left: Pair = (0, 0)
+        self._affine = _ConvolutionStep(self)
+
+    def build(self, input_shape: tuple[int, ...], *, dtype: DTypeLike = "float32",
+              rng: np.random.Generator | None = None) -> None:
+        """Create ``kernel`` (kh, kw, C, filters) and ``bias`` (filters,) in ``dtype``,
+        drawn from ``rng``, for examples of ``input_shape`` (H, W, C)."""
+        shapes = self.weight_shapes(tuple(input_shape))
+        self.dtype = _layer_dtype(dtype, "Conv2D")
+        rng = np.random.default_rng() if rng is None else rng
+        self.kernel = Parameter(_initial_kernel(self.kernel_initializer, shapes["kernel"], rng)
+                                .astype(self.dtype), name="kernel",
+                                regularizer=self.kernel_regularizer)
+        if self.use_bias:
+            bias = INITIALIZERS[self.bias_initializer](shapes["bias"], rng)
+            self.bias = Parameter(bias.astype(self.dtype), name="bias",
+                                  regularizer=self.bias_regularizer)
+        self._cols = None
+        if self.activation is not None:
+            self.activation.build(self.compute_output_shape(tuple(input_shape)),
+                                  dtype=self.dtype, rng=rng)
+        self.built = True
+
+    def weight_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+        self.compute_output_shape(input_shape)
+        shapes = {"kernel": (*self.kernel_size, int(input_shape[-1]), self.filters)}
+        if self.use_bias:
+            shapes["bias"] = (self.filters,)
+        return shapes
+
+    def declared_input_shape(self) -> tuple[int, ...] | None:
+        return None if self.input_shape is None else tuple(self.input_shape)
+
+    def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 3:
+            raise ValueError(f"Conv2D: expected examples of shape (height, width, channels), "
+                             f"got {input_shape}")
+        if self.kernel is not None and input_shape[2] != self.kernel.shape[2]:
+            raise ValueError(f"Conv2D: expected inputs with {self.kernel.shape[2]} channels, "
+                             f"found {input_shape[2]}")
+        (out_height, out_width), _ = self._geometry(input_shape[:2])
+        return (out_height, out_width, self.filters)
+
+    def _geometry(self, size: Sequence[int]) -> tuple[Pair, tuple[Pair, Pair]]:
+        """Output (height, width) for an input of ``size`` (H, W), and the padding
+        ((top, bottom), (left, right))."""
+        out_size, pads = [], []
+        for n, k, s, d in zip(size, self.kernel_size, self.strides, self.dilation_rate,
+                              strict=True):
+            span = (k - 1) * d + 1
+            if self.padding == "same":
+                out = -(-n // s)  # ceil(n / s)
+                total = max((out - 1) * s + span - n, 0)
+                pads.append((total // 2, total - total // 2))  # the odd one at the end
+            else:
+                if span > n:
+                    raise ValueError(
+                        f"Conv2D: the kernel {self.kernel_size} with dilation_rate "
+                        f"{self.dilation_rate} spans {(k - 1) * d + 1} pixels, more than the "
+                        f"input's {n} (input height and width {tuple(size)}, "
+                        f"padding='valid'); use padding='same' or a smaller kernel")
+                out = (n - span) // s + 1
+                pads.append((0, 0))
+            out_size.append(out)
+        return (out_size[0], out_size[1]), (pads[0], pads[1])
+
+    def parameters(self) -> list[Parameter]:
+        """``[kernel, bias]`` (``[kernel]`` without bias); empty before the layer is built."""
+        return [p for p in (self.kernel, self.bias) if p is not None]
+
+    def linear_forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """``z``, the convolution plus bias, in the layer's dtype; caches the windows."""
+        x = self._checked_input(x)
+        batch, height, width, channels = x.shape
+        (out_height, out_width), ((top, bottom), (left, right)) = self._geometry((height,
+                                                                                  width))
+        padded = x
+        if top or bottom or left or right:
+            padded = np.zeros((batch, height + top + bottom, width + left + right, channels),
+                              dtype=self.dtype)
+            padded[:, top:top + height, left:left + width] = x
+        # the one copy of the forward pass: every window a row of a contiguous matrix, so that
+        # the whole convolution is a single BLAS matmul (a 1x1 kernel copies nothing)
+        cols = _windows(padded, self.kernel_size, self.strides, self.dilation_rate).reshape(
+            batch * out_height * out_width, -1)
+        z = cols @ self.kernel.data.reshape(-1, self.filters)
+        if self.bias is not None:
+            z += self.bias.data
+        self._cols, self._input_shape, self._pad_top_left = cols, x.shape, (top, left)
+        self._output_shape = (batch, out_height, out_width, self.filters)
+        return z.reshape(self._output_shape)
+
+    def _checked_input(self, x: Any) -> np.ndarray:
+        """``x`` as a (batch, height, width, channels) array in the layer's dtype; builds the
+        layer if needed."""
+        if (self.built and type(x) is np.ndarray and x.dtype == self.dtype and x.ndim == 4
+                and x.shape[3] == self.kernel.shape[2]):
+            return x  # the common case, checked with attribute reads only
+        x = np.asarray(x)
+        if x.dtype.kind not in "biuf":
+            raise TypeError(f"Conv2D: input x must be a real numeric array, got dtype {x.dtype}")
+        if x.ndim != 4:
+            raise ValueError(f"Conv2D: expected input of shape (batch, height, width, "
+                             f"channels), got shape {x.shape}")
+        if not self.built:
+            self.build(x.shape[1:], dtype=x.dtype if x.dtype.kind == "f" else "float32")
+        self.compute_output_shape(x.shape[1:])
+        return np.asarray(x, dtype=self.dtype)
+
+    def linear_backward(self, grad_z: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        """Write ∂L/∂kernel and ∂L/∂bias into their ``.grad``; return ∂L/∂x (None when
+        ``input_grad`` is False: nobody needs it for a model's first layer)."""
+        grad_z = self._incoming_grad(grad_z, self._output_shape, self.dtype)
+        grad_rows = grad_z.reshape(-1, self.filters)
+        # out=: assign into the existing arrays, which optimizers hold by reference; cols.T
+        # is a transposed view that BLAS reads as it is
+        np.matmul(self._cols.T, grad_rows, out=self.kernel.grad.reshape(-1, self.filters))
+        if self.bias is not None:
+            # a matrix-vector product: NumPy's sum down the rows of a (rows, filters) array
+            # this narrow is several times slower
+            np.matmul(np.ones(len(grad_rows), dtype=self.dtype), grad_rows, out=self.bias.grad)
+        if not input_grad:
+            return None
+        batch, height, width, channels = self._input_shape
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.strides, self.dilation_rate
+        top, left = (kh - 1) * dh - self._pad_top_left[0], (kw - 1) * dw - self._pad_top_left[1]
+        _, out_height, out_width, _ = grad_z.shape
+        spread = np.zeros((batch, height + (kh - 1) * dh, width + (kw - 1) * dw, self.filters),
+                          dtype=self.dtype)
+        spread[:, top:top + (out_height - 1) * sh + 1:sh,
+               left:left + (out_width - 1) * sw + 1:sw] = grad_z
+        flipped = self.kernel.data[::-1, ::-1].transpose(0, 1, 3, 2).reshape(-1, channels)
+        # the input gradient as a convolution, not a scatter of cols back into x: measured 2-4x
+        # faster (NumPy's += over kh·kw strided windows runs one C-long stretch at a time)
+        grad_cols = _windows(spread, self.kernel_size, (1, 1), self.dilation_rate).reshape(
+            batch * height * width, -1)
+        return (grad_cols @ flipped).reshape(self._input_shape)
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        z = self.linear_forward(x, training=training)
+        if self.activation is None:
+            return z
+        return self.activation.forward(z, training=training)
+
+    def backward(self, grad_y: np.ndarray) -> np.ndarray | None:
+        """∂L/∂x from ∂L/∂y through the activation, then the convolution (None when
+        ``needs_input_grad`` is False)."""
+        self._require_forward(self._cols)
+        if self.activation is not None:
+            grad_y = self.activation.backward(grad_y)
+        return self.linear_backward(grad_y, input_grad=self.needs_input_grad)
+
+    def steps(self) -> list[Layer]:
+        """``[self]``, or with an activation its two steps: the convolution, the activation."""
+        return [self] if self.activation is None else [self._affine, self.activation]
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "filters": self.filters,
+            "kernel_size": list(self.kernel_size),
+            "strides": list(self.strides),
+            "padding": self.padding,
+            "dilation_rate": list(self.dilation_rate),
+            "activation": self._activation_name,
+            "use_bias": self.use_bias,
+            "kernel_initializer": self.kernel_initializer,
+            "bias_initializer": self.bias_initializer,
+            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+            "input_shape": self.input_shape,
+        }
+
+
+class _ConvolutionStep(Layer):
+    """A Conv2D layer's convolution plus bias as a step of its own (``Conv2D.steps``), as
+    Dense's affine step: it shares the layer's parameters."""
+
+    def __init__(self, conv: Conv2D) -> None:
+        super().__init__()
+        self.conv = conv
+        self.built = True
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        return self.conv.linear_forward(x, training=training)
+
+    def backward(self, grad_z: np.ndarray) -> np.ndarray | None:
+        return self.conv.linear_backward(grad_z, input_grad=self.needs_input_grad)
+
+    def parameters(self) -> list[Parameter]:
+        return self.conv.parameters()
+
+
+def _windows(padded: np.ndarray, kernel_size: Pair, strides: Pair,
+             dilation_rate: Pair) -> np.ndarray:
+    """Every kernel window of ``padded`` (N, H, W, C): a view (N, OH, OW, kh, kw, C), its
+    last three axes in the kernel's order."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel_size, strides, dilation_rate
+    spans = ((kh - 1) * dh + 1, (kw - 1) * dw + 1)
+    windows = sliding_window_view(padded, spans, axis=(1, 2))  # (N, H', W', C, span, span)
+    return windows[:, ::sh, ::sw, :, ::dh, ::dw].transpose(0, 1, 2, 4, 5, 3)
+
+
+def _initial_kernel(initializer: str, shape: tuple[int, ...],
+                    rng: np.random.Generator) -> np.ndarray:
+    """The initial kernel, with Keras' fans: ``fan_in = kh·kw·C``, ``fan_out = kh·kw·F``.
+
+    ``initializers._fans`` reads a shape as (in, out), so the kernel is drawn as the
+    (kh·kw·C, F) matrix that the forward pass multiplies by, whose fan_in is right (the He
+    initializers are then exact), and Glorot's draws, whose spread goes as
+    1/sqrt(fan_in + fan_out), are rescaled for the fan_out of kh·kw·F.
+    """
+    kh, kw, channels, filters = shape
+    receptive_field = kh * kw
+    kernel = INITIALIZERS[initializer]((receptive_field * channels, filters), rng)
+    if initializer.startswith("glorot"):
+        kernel *= math.sqrt((receptive_field * channels + filters)
+                            / (receptive_field * (channels + filters)))
+    return kernel.reshape(shape)
+
+
+def _initializer(name: Any, argument: str) -> str:
+    if not isinstance(name, str) or name not in INITIALIZERS:
+        raise ValueError(f"Conv2D: unknown {argument} {name!r}; known initializers: "
+                         f"{', '.join(INITIALIZERS)}")
+    return name
+
+
+def _positive_int(value: Any, argument: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"Conv2D: {argument} must be a positive int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"Conv2D: {argument} must be a positive int, got {value}")
+    return int(value)
+
+
+def _pair(value: Any, argument: str) -> Pair:
+    """An int or a pair of ints, each positive, as (height, width)."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != 2:
+            raise ValueError(f"Conv2D: {argument} must be an int or a pair (height, width), "
+                             f"got {value!r}")
+        return _positive_int(value[0], argument), _positive_int(value[1], argument)
+    value = _positive_int(value, argument)
+    return value, value
