@@ -21,6 +21,7 @@ from minidl.io import ModelFormatError
 from minidl.layers import (
     AveragePooling2D,
     BatchNormalization,
+    Conv2D,
     Dense,
     Dropout,
     Embedding,
@@ -54,7 +55,8 @@ from minidl.regularizers import L1, L1L2, L2
 
 __all__ = [
     "L1", "L1L2", "L2", "SGD", "Adagrad", "Adam", "AdamW", "AveragePooling2D",
-    "BatchNormalization", "BinaryCrossEntropy", "Callback", "CrossEntropy", "Dense", "Dropout",
+    "BatchNormalization", "BinaryCrossEntropy", "Callback", "Conv2D", "CrossEntropy", "Dense",
+    "Dropout",
     "EarlyStopping", "Embedding", "Flatten", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
     "History", "LambdaCallback", "Layer", "LayerNormalization", "LeakyReLU",
     "LearningRateScheduler", "Linear", "Loss", "MaxPooling2D", "MeanAbsoluteError",

@@ -53,6 +53,7 @@ from minidl.layers import (
     INITIALIZERS,
     AveragePooling2D,
     BatchNormalization,
+    Conv2D,
     Dense,
     Dropout,
     Flatten,
@@ -303,7 +304,13 @@ def image_layer_configs(*, max_window: int = 3) -> SearchStrategy[tuple[type[Lay
                         st.tuples(st.integers(1, max_window), st.integers(1, max_window)))
     pooling = st.fixed_dictionaries({"pool_size": windows, "strides": st.none() | windows,
                                      "padding": st.sampled_from(["valid", "same"])})
+    convolution = st.fixed_dictionaries({
+        "filters": st.integers(1, 4), "kernel_size": windows,
+        "padding": st.sampled_from(["valid", "same"]),
+        "activation": st.sampled_from([None, "relu", "tanh"]), "use_bias": st.booleans()},
+        optional={"strides": windows})
     return st.one_of(
+        st.tuples(st.just(Conv2D), convolution),
         st.tuples(st.sampled_from([MaxPooling2D, AveragePooling2D]), pooling),
         st.tuples(st.sampled_from([GlobalAveragePooling2D, GlobalMaxPooling2D]),
                   st.fixed_dictionaries({"keepdims": st.booleans()})),

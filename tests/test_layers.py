@@ -385,7 +385,8 @@ def test_every_layer_config_round_trips_through_json(spec):
 
 def test_registry_holds_every_builtin_layer():
     assert set(LAYERS) == {"Dense", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Softmax", "Linear",
-                           "Dropout", "Flatten", "Reshape", "MaxPooling2D", "AveragePooling2D",
+                           "Dropout", "Flatten", "Reshape", "Conv2D", "MaxPooling2D",
+                           "AveragePooling2D",
                            "GlobalAveragePooling2D", "GlobalMaxPooling2D", "BatchNormalization",
                            "LayerNormalization", "Embedding", "Normalization"}
 

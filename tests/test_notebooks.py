@@ -22,6 +22,7 @@ EXPECTED = {
     "04_regularization_and_early_stopping.ipynb",
     "05_first_model_linear_regression.ipynb",
     "06_digits_train_save_serve.ipynb",
+    "08_batch_normalization.ipynb",
 }
 DRAW_EVERY_FIGURE = """\
 import matplotlib.pyplot as plt
@@ -34,7 +35,7 @@ def _code_cells(notebook: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
     return [cell for cell in notebook.cells if cell.cell_type == "code"]
 
 
-def test_all_six_teaching_notebooks_are_present() -> None:
+def test_every_teaching_notebook_is_present() -> None:
     assert {path.name for path in NOTEBOOKS} == EXPECTED
 
 

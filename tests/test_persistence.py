@@ -394,10 +394,10 @@ def test_the_unaltered_fixture_loads(tmp_path, saved):
 
 def test_unknown_layer_type_is_a_format_error(tmp_path):
     meta = {"model": {"class_name": "Sequential", "config": {
-        "layers": [{"class_name": "Conv2D", "config": {"filters": 8}}],
+        "layers": [{"class_name": "Conv3D", "config": {"filters": 8}}],
         "input_dim": [28, 28], "seed": None, "dtype": "float32"}}}
     with pytest.raises(ModelFormatError, match=r"altered.npz: invalid model description: "
-                                               r"layers\[0\].*unknown layer.*'Conv2D'"):
+                                               r"layers\[0\].*unknown layer.*'Conv3D'"):
         load_altered(tmp_path, meta, {})
 
 

@@ -9,7 +9,8 @@ Layers keep the dtype they compute in: parameters are created in the layer's dty
 by default) and a float32 batch gives float32 outputs and float32 gradients.
 
 Families, one file each: ``base`` (the ``Layer`` protocol), ``activations``, ``core``
-(``Dense``, ``Dropout``, ``Flatten``), ``reshaping`` (``Reshape``), ``pooling``,
+(``Dense``, ``Dropout``, ``Flatten``), ``reshaping`` (``Reshape``), ``convolution``
+(``Conv2D``), ``pooling``,
 ``normalization`` (``BatchNormalization``, ``LayerNormalization``), ``embedding``,
 ``preprocessing`` (``Normalization``) and ``initializers``; this module holds the registry
 that model files are read through.
@@ -30,6 +31,7 @@ from minidl.layers.activations import (
     activation_from_name,
 )
 from minidl.layers.base import Layer
+from minidl.layers.convolution import Conv2D
 from minidl.layers.core import Dense, Dropout, Flatten
 from minidl.layers.embedding import Embedding
 from minidl.layers.initializers import INITIALIZERS
@@ -45,7 +47,8 @@ from minidl.layers.reshaping import Reshape
 from minidl.registry import class_and_config, to_spec
 
 __all__ = [
-    "ACTIVATIONS", "INITIALIZERS", "LAYERS", "AveragePooling2D", "BatchNormalization", "Dense",
+    "ACTIVATIONS", "INITIALIZERS", "LAYERS", "AveragePooling2D", "BatchNormalization", "Conv2D",
+    "Dense",
     "Dropout", "Embedding", "Flatten", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Layer",
     "LayerNormalization", "LeakyReLU", "Linear", "MaxPooling2D", "Normalization", "ReLU",
     "Reshape", "Sigmoid", "Softmax", "Tanh", "activation_from_name", "layer_from_config",
@@ -55,7 +58,7 @@ __all__ = [
 LAYERS: dict[str, type[Layer]] = {
     cls.__name__: cls
     for cls in (Dense, ReLU, LeakyReLU, Tanh, Sigmoid, Softmax, Linear, Dropout, Flatten,
-                Reshape, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D,
+                Reshape, Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D,
                 GlobalMaxPooling2D, BatchNormalization, LayerNormalization, Embedding,
                 Normalization)
 }

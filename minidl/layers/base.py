@@ -146,6 +146,27 @@ class Layer(Configurable):
         return self._incoming_grad(grad_y, y.shape, y.dtype)
 
 
+
+class LinearStep(Layer):
+    """The linear part ``z = linear(x)`` of a layer with an activation (``Dense``,
+    ``Conv2D``: their ``linear_forward``/``linear_backward``) as a step of its own. It shares
+    the layer's parameters; a model may stop at it to train on the logits (``steps()``)."""
+
+    def __init__(self, layer: Any) -> None:
+        super().__init__()
+        self.layer = layer
+        self.built = True
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        return self.layer.linear_forward(x, training=training)
+
+    def backward(self, grad_z: np.ndarray) -> np.ndarray | None:
+        return self.layer.linear_backward(grad_z, input_grad=self.needs_input_grad)
+
+    def parameters(self) -> list[Parameter]:
+        return self.layer.parameters()
+
+
 def _layer_dtype(dtype: DTypeLike, layer_name: str) -> np.dtype:
     dtype = np.dtype(dtype)
     if dtype.kind != "f":
@@ -173,3 +194,17 @@ def positive_int(value: Any, argument: str, layer_name: str) -> int:
     if value < 1:
         raise ValueError(f"{layer_name}: {argument} must be a positive int, got {value}")
     return int(value)
+
+
+def positive_pair(value: Any, argument: str, layer_name: str) -> tuple[int, int]:
+    """``value`` (an int, or a pair of ints) as a pair of positive ints."""
+    if isinstance(value, (int, np.integer)):
+        value = (value, value)
+    if not (isinstance(value, (tuple, list)) and all(
+            isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in value)):
+        raise TypeError(f"{layer_name}: {argument} must be an int or a pair of ints, "
+                        f"got {value!r}")
+    if len(value) != 2 or min(value) < 1:
+        raise ValueError(f"{layer_name}: {argument} must be a positive int or a pair of "
+                         f"positive ints (height, width), got {value!r}")
+    return int(value[0]), int(value[1])

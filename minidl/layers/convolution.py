@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,8 +11,15 @@ from numpy.typing import DTypeLike
 
 from minidl import regularizers
 from minidl.layers.activations import activation_from_name
-from minidl.layers.base import Layer, _example_shape, _layer_dtype
-from minidl.layers.initializers import INITIALIZERS
+from minidl.layers.base import (
+    Layer,
+    LinearStep,
+    _example_shape,
+    _layer_dtype,
+    positive_int,
+    positive_pair,
+)
+from minidl.layers.initializers import INITIALIZERS, check_initializer
 from minidl.parameter import Parameter
 from minidl.regularizers import Regularizer
 
@@ -81,10 +87,10 @@ class Conv2D(Layer):
                  bias_regularizer: Regularizer | dict | None = None,
                  input_shape: Sequence[int] | None = None) -> None:
         super().__init__()
-        self.filters = _positive_int(filters, "filters")
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.strides = _pair(strides, "strides")
-        self.dilation_rate = _pair(dilation_rate, "dilation_rate")
+        self.filters = positive_int(filters, "filters", "Conv2D")
+        self.kernel_size = positive_pair(kernel_size, "kernel_size", "Conv2D")
+        self.strides = positive_pair(strides, "strides", "Conv2D")
+        self.dilation_rate = positive_pair(dilation_rate, "dilation_rate", "Conv2D")
         if max(self.strides) > 1 and max(self.dilation_rate) > 1:
             raise ValueError(f"Conv2D: strides > 1 and dilation_rate > 1 cannot be combined "
                              f"(as in Keras); got strides={self.strides} and "
@@ -97,8 +103,10 @@ class Conv2D(Layer):
         if not isinstance(use_bias, bool):
             raise TypeError(f"Conv2D: use_bias must be True or False, got {use_bias!r}")
         self.use_bias = use_bias
-        self.kernel_initializer = _initializer(kernel_initializer, "kernel_initializer")
-        self.bias_initializer = _initializer(bias_initializer, "bias_initializer")
+        self.kernel_initializer = check_initializer(kernel_initializer, "kernel_initializer",
+                                                    "Conv2D")
+        self.bias_initializer = check_initializer(bias_initializer, "bias_initializer",
+                                                  "Conv2D")
         self.kernel_regularizer = regularizers.deserialize(kernel_regularizer)
         self.bias_regularizer = regularizers.deserialize(bias_regularizer)
         self.kernel: Parameter | None = None
@@ -113,7 +121,7 @@ class Conv2D(Layer):
         self._input_shape: tuple[int, ...] | None = None
         self._output_shape: tuple[int, ...] | None = None
         self._pad_top_left: Pair = (0, 0)
-        self._affine = _ConvolutionStep(self)
+        self._affine = LinearStep(self)
 
     def build(self, input_shape: tuple[int, ...], *, dtype: DTypeLike = "float32",
               rng: np.random.Generator | None = None) -> None:
@@ -122,7 +130,7 @@ class Conv2D(Layer):
         shapes = self.weight_shapes(tuple(input_shape))
         self.dtype = _layer_dtype(dtype, "Conv2D")
         rng = np.random.default_rng() if rng is None else rng
-        self.kernel = Parameter(_initial_kernel(self.kernel_initializer, shapes["kernel"], rng)
+        self.kernel = Parameter(INITIALIZERS[self.kernel_initializer](shapes["kernel"], rng)
                                 .astype(self.dtype), name="kernel",
                                 regularizer=self.kernel_regularizer)
         if self.use_bias:
@@ -286,25 +294,6 @@ class Conv2D(Layer):
         }
 
 
-class _ConvolutionStep(Layer):
-    """A Conv2D layer's convolution plus bias as a step of its own (``Conv2D.steps``), as
-    Dense's affine step: it shares the layer's parameters."""
-
-    def __init__(self, conv: Conv2D) -> None:
-        super().__init__()
-        self.conv = conv
-        self.built = True
-
-    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        return self.conv.linear_forward(x, training=training)
-
-    def backward(self, grad_z: np.ndarray) -> np.ndarray | None:
-        return self.conv.linear_backward(grad_z, input_grad=self.needs_input_grad)
-
-    def parameters(self) -> list[Parameter]:
-        return self.conv.parameters()
-
-
 def _windows(padded: np.ndarray, kernel_size: Pair, strides: Pair,
              dilation_rate: Pair) -> np.ndarray:
     """Every kernel window of ``padded`` (N, H, W, C): a view (N, OH, OW, kh, kw, C), its
@@ -313,47 +302,3 @@ def _windows(padded: np.ndarray, kernel_size: Pair, strides: Pair,
     spans = ((kh - 1) * dh + 1, (kw - 1) * dw + 1)
     windows = sliding_window_view(padded, spans, axis=(1, 2))  # (N, H', W', C, span, span)
     return windows[:, ::sh, ::sw, :, ::dh, ::dw].transpose(0, 1, 2, 4, 5, 3)
-
-
-def _initial_kernel(initializer: str, shape: tuple[int, ...],
-                    rng: np.random.Generator) -> np.ndarray:
-    """The initial kernel, with Keras' fans: ``fan_in = kh·kw·C``, ``fan_out = kh·kw·F``.
-
-    ``initializers._fans`` reads a shape as (in, out), so the kernel is drawn as the
-    (kh·kw·C, F) matrix that the forward pass multiplies by, whose fan_in is right (the He
-    initializers are then exact), and Glorot's draws, whose spread goes as
-    1/sqrt(fan_in + fan_out), are rescaled for the fan_out of kh·kw·F.
-    """
-    kh, kw, channels, filters = shape
-    receptive_field = kh * kw
-    kernel = INITIALIZERS[initializer]((receptive_field * channels, filters), rng)
-    if initializer.startswith("glorot"):
-        kernel *= math.sqrt((receptive_field * channels + filters)
-                            / (receptive_field * (channels + filters)))
-    return kernel.reshape(shape)
-
-
-def _initializer(name: Any, argument: str) -> str:
-    if not isinstance(name, str) or name not in INITIALIZERS:
-        raise ValueError(f"Conv2D: unknown {argument} {name!r}; known initializers: "
-                         f"{', '.join(INITIALIZERS)}")
-    return name
-
-
-def _positive_int(value: Any, argument: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"Conv2D: {argument} must be a positive int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"Conv2D: {argument} must be a positive int, got {value}")
-    return int(value)
-
-
-def _pair(value: Any, argument: str) -> Pair:
-    """An int or a pair of ints, each positive, as (height, width)."""
-    if isinstance(value, (list, tuple)):
-        if len(value) != 2:
-            raise ValueError(f"Conv2D: {argument} must be an int or a pair (height, width), "
-                             f"got {value!r}")
-        return _positive_int(value[0], argument), _positive_int(value[1], argument)
-    value = _positive_int(value, argument)
-    return value, value

@@ -11,7 +11,7 @@ from numpy.typing import DTypeLike
 
 from minidl import regularizers
 from minidl.layers.activations import activation_from_name
-from minidl.layers.base import Layer, _example_shape, _layer_dtype, positive_int
+from minidl.layers.base import Layer, LinearStep, _example_shape, _layer_dtype, positive_int
 from minidl.layers.initializers import INITIALIZERS, check_initializer
 from minidl.parameter import Parameter
 from minidl.regularizers import Regularizer
@@ -85,7 +85,7 @@ class Dense(Layer):
         self.bias: Parameter | None = None
         self.dtype: np.dtype | None = None
         self._x: np.ndarray | None = None
-        self._affine = _AffineStep(self)
+        self._affine = LinearStep(self)
 
     def build(self, input_shape: tuple[int, ...], *, dtype: DTypeLike = "float32",
               rng: np.random.Generator | None = None) -> None:
@@ -204,25 +204,6 @@ class Dense(Layer):
             "bias_regularizer": regularizers.serialize(self.bias_regularizer),
             "input_dim": self.input_dim,
         }
-
-
-class _AffineStep(Layer):
-    """A Dense layer's affine map ``z = x W + b`` as a step of its own (``Dense.steps``): it
-    shares the layer's parameters, and a model may stop at it to train on the logits."""
-
-    def __init__(self, dense: Dense) -> None:
-        super().__init__()
-        self.dense = dense
-        self.built = True
-
-    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        return self.dense.linear_forward(x, training=training)
-
-    def backward(self, grad_z: np.ndarray) -> np.ndarray | None:
-        return self.dense.linear_backward(grad_z, input_grad=self.needs_input_grad)
-
-    def parameters(self) -> list[Parameter]:
-        return self.dense.parameters()
 
 
 def _input_dim_of_shape(input_shape: Any, input_dim: int | None) -> int:

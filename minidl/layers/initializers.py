@@ -14,10 +14,12 @@ _TRUNCATED_NORMAL_STD = 0.87962566103423978
 
 
 def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
-    """(fan_in, fan_out) as Keras counts them: (in, out) for a kernel, (n, n) for a bias (n,)."""
+    """(fan_in, fan_out) as Keras counts them: (n, n) for a bias (n,), (in, out) for a Dense
+    kernel, and for a convolution kernel (kh, kw, in, out) both times the receptive field."""
     if len(shape) == 1:
         return shape[0], shape[0]
-    return shape[0], shape[1]
+    receptive_field = math.prod(shape[:-2])
+    return shape[-2] * receptive_field, shape[-1] * receptive_field
 
 
 def _truncated_normal(rng: np.random.Generator, stddev: float,

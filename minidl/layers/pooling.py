@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from minidl.layers.base import Layer
+from minidl.layers.base import Layer, positive_pair
 
 Pair = tuple[int, int]
 
@@ -38,10 +38,10 @@ class _Pooling2D(Layer):
     def __init__(self, pool_size: int | Pair = (2, 2), strides: int | Pair | None = None,
                  padding: str = "valid") -> None:
         super().__init__()
-        self.pool_size = _positive_pair(pool_size, "pool_size", type(self).__name__)
+        self.pool_size = positive_pair(pool_size, "pool_size", type(self).__name__)
         # as in Keras: no strides means windows side by side, strides = pool_size
         self.strides = (self.pool_size if strides is None
-                        else _positive_pair(strides, "strides", type(self).__name__))
+                        else positive_pair(strides, "strides", type(self).__name__))
         if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
             raise ValueError(f"{type(self).__name__}: padding must be 'valid' or 'same', "
                              f"got {padding!r}")
@@ -273,20 +273,6 @@ class GlobalMaxPooling2D(_GlobalPooling2D):
         np.put_along_axis(grad_pixels, first_max,
                           grad_y.reshape(batch_size, 1, channels), axis=1)
         return grad_pixels.reshape(x.shape)
-
-
-def _positive_pair(value: Any, argument: str, layer_name: str) -> Pair:
-    """``value`` (an int, or a pair of ints) as a pair of positive ints."""
-    if isinstance(value, (int, np.integer)):
-        value = (value, value)
-    if not (isinstance(value, (tuple, list)) and all(
-            isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in value)):
-        raise TypeError(f"{layer_name}: {argument} must be an int or a pair of ints, "
-                        f"got {value!r}")
-    if len(value) != 2 or min(value) < 1:
-        raise ValueError(f"{layer_name}: {argument} must be a positive int or a pair of "
-                         f"positive ints (height, width), got {value!r}")
-    return int(value[0]), int(value[1])
 
 
 def _image_batch(layer: Layer, x: Any) -> np.ndarray:
