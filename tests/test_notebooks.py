@@ -22,6 +22,7 @@ EXPECTED = {
     "04_regularization_and_early_stopping.ipynb",
     "05_first_model_linear_regression.ipynb",
     "06_digits_train_save_serve.ipynb",
+    "07_convolutions_from_scratch.ipynb",
     "08_batch_normalization.ipynb",
 }
 DRAW_EVERY_FIGURE = """\
