@@ -1,6 +1,6 @@
 """Training and inference speed and peak memory of minidl against PyTorch and scikit-learn.
 
-Three tasks, the same work in every framework (float32, same layer sizes, batch size,
+Four tasks, the same work in every framework (float32, same layer sizes, batch size,
 loss, optimizer and a fresh shuffle of the rows every epoch):
 
 * ``big``: seconds per epoch of a 784-256-128-10 ReLU MLP on 60,000 synthetic rows,
@@ -9,6 +9,10 @@ loss, optimizer and a fresh shuffle of the rows every epoch):
 * ``small``: 100 epochs of a 64-64-10 MLP on scikit-learn's digits (1,437 training rows),
   batch 32, Adam (lr 0.001): the per-step overhead.
 * ``predict``: class probabilities for 10,000 x 784 rows with the big MLP, batch 1024.
+* ``cnn``: seconds per epoch of a small CNN (Conv2D 16 - MaxPooling2D - Conv2D 32 -
+  MaxPooling2D - Dense 10) on 10,000 synthetic 28x28x1 images, batch 128, SGD (lr 0.01);
+  minidl and PyTorch only (scikit-learn has no convolutions); plus the share of minidl's
+  epoch spent in matmuls.
 
 Every measurement is a subprocess of its own running one framework only, alternated
 (minidl, torch, sklearn, minidl, ...) for ``--rounds`` rounds; the table shows medians.
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import importlib.util
 import itertools
 import os
@@ -39,14 +44,18 @@ from typing import Any
 import _harness
 
 SCRIPT = Path(__file__).resolve()
-TASKS = ("big", "small", "predict")
+TASKS = ("big", "small", "predict", "cnn")
 FRAMEWORKS = ("minidl", "torch", "sklearn")
-# the issue's targets: minidl / torch at most this
-TARGETS = {"big": 0.9, "small": 0.35, "predict": 1.0, "memory": 0.5}
+NO_SKLEARN = ("cnn",)  # MLPClassifier is all scikit-learn has
+# the issue's targets: minidl / torch at most this, for the time and for the peak RSS
+TARGETS = {"big": 0.9, "small": 0.35, "predict": 1.0, "cnn": 3.0}
+MEMORY_TARGETS = {"big": 0.5, "small": 0.5, "predict": 0.5, "cnn": 1.0}
 
 DATA_SEED, PREDICT_SEED, MODEL_SEED, SHUFFLE_SEED = 0, 1, 2, 3
 BIG_LAYERS = (784, 256, 128, 10)
 SMALL_LAYERS = (64, 64, 10)
+IMAGE_SHAPE = (28, 28, 1)  # height, width, channels: minidl's layout (PyTorch's is NCHW)
+CNN_LAYERS = (1, 16, 32, 10)  # input channels, the two Conv2Ds' filters, classes
 SGEMM_SIZE = 1024
 # On a shared machine, wait for other processes to calm down before each measurement, and
 # measure again (keeping the least disturbed attempt) when they kept more than QUIET_CPUS
@@ -64,11 +73,14 @@ class Sizes:
     small_epochs: int = 100
     predict_rows: int = 10_000
     predict_repeats: int = 5
+    cnn_rows: int = 10_000
+    cnn_warmup_rows: int = 1_280
+    gemm_repeats: int = 5
 
 
 FULL = Sizes()
 QUICK = Sizes(big_rows=6_000, big_epochs=1, small_epochs=5, predict_rows=2_000,
-              predict_repeats=2)
+              predict_repeats=2, cnn_rows=1_280, cnn_warmup_rows=256, gemm_repeats=1)
 
 
 @dataclass(frozen=True)
@@ -79,6 +91,7 @@ class TrainSpec:
     batch_size: int
     epochs: int
     warmup_rows: int  # one untimed epoch on this many rows first: BLAS threads, allocator
+    network: str = "mlp"  # "mlp": Dense layers of these sizes; "cnn": the CNN, on images
 
 
 def epoch_flops(layers: tuple[int, ...], rows: int) -> tuple[float, float]:
@@ -109,6 +122,16 @@ def synthetic_rows(rows: int, seed: int) -> tuple[Any, Any]:
     return x, y
 
 
+def synthetic_images(rows: int, seed: int) -> tuple[Any, Any]:
+    """Random normal float32 images (rows, 28, 28, 1) and uniform labels in 0..9."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((rows, *IMAGE_SHAPE), dtype=np.float32)
+    y = rng.integers(0, CNN_LAYERS[-1], size=rows)
+    return x, y
+
+
 def write_digits(path: Path) -> int:
     """Save the scaled 80 % training split of scikit-learn's digits; return its row count."""
     import numpy as np
@@ -131,9 +154,18 @@ def minidl_model(spec: TrainSpec) -> Any:
 
     import minidl
 
-    hidden = [minidl.Dense(units, activation="relu") for units in spec.layers[1:-1]]
-    model = minidl.Sequential([*hidden, minidl.Dense(spec.layers[-1], activation="softmax")],
-                              input_dim=spec.layers[0], seed=MODEL_SEED)
+    if spec.network == "cnn":
+        _, *filters, classes = spec.layers
+        layers = [layer for units in filters
+                  for layer in (minidl.Conv2D(units, 3, padding="same", activation="relu"),
+                                minidl.MaxPooling2D(2))]
+        layers += [minidl.Flatten(), minidl.Dense(classes, activation="softmax")]
+        input_dim: Any = IMAGE_SHAPE
+    else:
+        layers = [minidl.Dense(units, activation="relu") for units in spec.layers[1:-1]]
+        layers.append(minidl.Dense(spec.layers[-1], activation="softmax"))
+        input_dim = spec.layers[0]
+    model = minidl.Sequential(layers, input_dim=input_dim, seed=MODEL_SEED)
     optimizer = {"sgd": minidl.SGD, "adam": minidl.Adam}[spec.optimizer]
     model.compile(optimizer=optimizer(model.parameters(), lr=spec.lr), loss="cross_entropy")
     # the row order torch_train draws too: the same batches in both frameworks
@@ -149,6 +181,50 @@ def minidl_train(x: Any, y: Any, spec: TrainSpec) -> dict[str, Any]:
     model.fit(x, y, epochs=spec.epochs, batch_size=spec.batch_size, verbose=0)
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "dtype": str(model.parameters()[0].data.dtype)}
+
+
+def minidl_gemm_seconds(spec: TrainSpec, rows: int, repeats: int) -> dict[str, Any]:
+    """Seconds per epoch of ``rows`` that minidl's matmuls take: each matmul of one training
+    step, with the shapes the layers use, timed alone (median of ``repeats``), times the
+    steps per epoch. Run in a worker of its own, so that its arrays stay out of the
+    training run's peak RSS."""
+    import numpy as np
+
+    import minidl
+
+    model = minidl_model(spec)
+    batch, shape = spec.batch_size, model.input_shape
+    products = []  # (rows, inner, columns, transposed left operand) of each matmul
+    for index, layer in enumerate(model.layers):
+        out_shape = layer.compute_output_shape(shape)
+        if isinstance(layer, minidl.Conv2D):
+            kh, kw, channels, filters = layer.kernel.shape
+            pixels = batch * out_shape[0] * out_shape[1]
+            products += [(pixels, kh * kw * channels, filters, False),  # z = cols @ W
+                         (kh * kw * channels, pixels, filters, True),  # colsᵀ @ G
+                         (1, pixels, filters, False)]  # the bias gradient, 1ᵀ @ G
+            if index > 0:  # the input gradient: windows of the spread G @ flipped W
+                products.append((batch * shape[0] * shape[1], kh * kw * filters, channels,
+                                 False))
+        elif isinstance(layer, minidl.Dense):
+            fan_in, units = layer.kernel.shape
+            products += [(batch, fan_in, units, False), (fan_in, batch, units, True),
+                         (1, batch, units, False)]
+            if index > 0:
+                products.append((batch, units, fan_in, False))
+        shape = out_shape
+    rng = np.random.default_rng(0)
+    step_seconds = 0.0
+    for left_rows, inner, columns, transposed in products:
+        # a transposed left operand is a view, as colsᵀ and xᵀ are in the layers
+        left = (rng.standard_normal((inner, left_rows), dtype=np.float32).T if transposed
+                else rng.standard_normal((left_rows, inner), dtype=np.float32))
+        right = rng.standard_normal((inner, columns), dtype=np.float32)
+        out = np.empty((left_rows, columns), dtype=np.float32)
+        np.matmul(left, right, out=out)
+        step_seconds += _median_time(functools.partial(np.matmul, left, right, out=out),
+                                     repeats)
+    return {"seconds": step_seconds * rows / batch, "products": len(products)}
 
 
 def minidl_predict(x: Any, batch_size: int, repeats: int) -> dict[str, Any]:
@@ -169,6 +245,22 @@ def torch_network(layers: tuple[int, ...]) -> Any:
     for fan_in, fan_out in itertools.pairwise(layers):
         modules += [torch.nn.Linear(fan_in, fan_out), torch.nn.ReLU()]
     return torch.nn.Sequential(*modules[:-1])  # logits out; the loss applies the softmax
+
+
+def torch_cnn(layers: tuple[int, ...]) -> Any:
+    """minidl's CNN in PyTorch: padding=1 is "same" for a 3x3 kernel with stride 1."""
+    import torch
+
+    torch.manual_seed(MODEL_SEED)
+    channels, *filters, classes = layers
+    modules: list[Any] = []
+    for units in filters:
+        modules += [torch.nn.Conv2d(channels, units, 3, padding=1), torch.nn.ReLU(),
+                    torch.nn.MaxPool2d(2)]
+        channels = units
+    pixels = (IMAGE_SHAPE[0] // 2 ** len(filters)) * (IMAGE_SHAPE[1] // 2 ** len(filters))
+    return torch.nn.Sequential(*modules, torch.nn.Flatten(),
+                               torch.nn.Linear(channels * pixels, classes))
 
 
 def torch_epochs(network: Any, optimizer: Any, x: Any, y: Any, epochs: int, batch_size: int,
@@ -195,7 +287,7 @@ def torch_train(x: Any, y: Any, spec: TrainSpec) -> dict[str, Any]:
     import numpy as np
     import torch
 
-    network = torch_network(spec.layers)
+    network = torch_cnn(spec.layers) if spec.network == "cnn" else torch_network(spec.layers)
     optimizer_class = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}[spec.optimizer]
     optimizer = optimizer_class(network.parameters(), lr=spec.lr)
     x_tensor, y_tensor = torch.from_numpy(x), torch.from_numpy(y)  # shares the arrays' memory
@@ -330,6 +422,16 @@ def run_task(framework: str, task: str, sizes: Sizes, threads: int,
     elif task == "predict":
         x, _ = synthetic_rows(sizes.predict_rows, PREDICT_SEED)
         result.update(PREDICTORS[framework](x, 1024, sizes.predict_repeats))
+    elif task in ("cnn", "cnn_gemm"):
+        spec = TrainSpec(CNN_LAYERS, "sgd", 0.01, 128, 1, sizes.cnn_warmup_rows, "cnn")
+        if task == "cnn_gemm":
+            result.update(minidl_gemm_seconds(spec, sizes.cnn_rows, sizes.gemm_repeats))
+        else:
+            x, y = synthetic_images(sizes.cnn_rows, DATA_SEED)
+            if framework == "torch":
+                # NCHW, PyTorch's layout; for one channel a view of the same memory
+                x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+            result.update(TRAINERS[framework](x, y, spec))
     if framework == "torch":
         import torch
 
@@ -398,8 +500,13 @@ class Runner:
         _progress(f"round {index + 1}/{rounds}: sgemm {sgemm['gflops']:.1f} GFLOP/s")
         for framework in frameworks:
             self.run(framework, "import")
+        if "cnn" in tasks:
+            gemm = self.run("minidl", "cnn_gemm")
+            _progress(f"  cnn matmuls alone: {gemm['seconds']:.3f} s per epoch")
         for task in tasks:
             for framework in frameworks:
+                if task in NO_SKLEARN and framework == "sklearn":
+                    continue
                 result = self.run(framework, task)
                 foreign = result["foreign_cpus"]
                 _progress(f"  {task:<8}{framework:<8}{result['seconds']:9.3f} s  "
@@ -431,13 +538,16 @@ def build_table(runner: Runner, tasks: list[str], frameworks: list[str],
                 sizes: Sizes) -> tuple[list[str], list[list[str]]]:
     def cells(task: str, key: str, fmt: str, scale: float = 1.0) -> list[str]:
         values = [runner.median(task, name, key) for name in FRAMEWORKS]
-        return [fmt.format(value * scale) if value is not None else "n/a" for value in values]
+        return ["" if task in NO_SKLEARN and name == "sklearn"
+                else fmt.format(value * scale) if value is not None else "n/a"
+                for name, value in zip(FRAMEWORKS, values, strict=True)]
 
     header = ["task", *FRAMEWORKS, "minidl/torch", "target", "result"]
     rows = []
     labels = {"big": f"big batches: s/epoch ({sizes.big_rows:,} rows)",
               "small": f"small batches: s/{sizes.small_epochs} epochs",
-              "predict": f"inference: ms/{sizes.predict_rows:,} rows"}
+              "predict": f"inference: ms/{sizes.predict_rows:,} rows",
+              "cnn": f"cnn: s/epoch ({sizes.cnn_rows:,} images)"}
     for task in tasks:
         scale, fmt = (1000.0, "{:.1f}") if task == "predict" else (1.0, "{:.3f}")
         rows.append([labels[task], *cells(task, "seconds", fmt, scale),
@@ -446,16 +556,21 @@ def build_table(runner: Runner, tasks: list[str], frameworks: list[str],
         if task == "big":
             rows.append(["big batches: share of sgemm GFLOP/s",
                          *share_cells(runner, sizes), "", "", ""])
+        if task == "cnn":
+            gemm, epoch = (runner.median(name, "minidl", "seconds") for name in ("cnn_gemm", task))
+            share = "n/a" if gemm is None or epoch is None else f"{gemm / epoch:.0%}"
+            rows.append(["cnn: share of the epoch in matmuls", share, "", "", "", "", ""])
     for task in tasks:
         memory = []
         for name in FRAMEWORKS:
             peak = runner.median(task, name, "peak_rss_mb")
             baseline = runner.median("import", name, "peak_rss_mb")
-            memory.append("n/a" if peak is None else f"{peak:.0f} (+{peak - baseline:.0f})")
+            memory.append("" if task in NO_SKLEARN and name == "sklearn"
+                          else "n/a" if peak is None else f"{peak:.0f} (+{peak - baseline:.0f})")
         rows.append([f"peak RSS MB, {task}: raw (+over import)", *memory,
                      *_ratio_cells(runner.median(task, "minidl", "peak_rss_mb"),
                                    runner.median(task, "torch", "peak_rss_mb"),
-                                   TARGETS["memory"])])
+                                   MEMORY_TARGETS[task])])
     return header, rows
 
 
@@ -503,6 +618,10 @@ def describe_work(runner: Runner, tasks: list[str], sizes: Sizes) -> list[str]:
         lines.append(f"big: {useful / 1e9:.1f} GFLOP of matmul per epoch, the share's "
                      f"numerator for every framework (forward + backward without the first "
                      f"layer's input gradient; {full / 1e9:.1f} with it)")
+    if "cnn" in tasks:
+        lines.append("cnn: matmul share = minidl's matmuls of one step, each timed alone with "
+                     "the layers' shapes (median of a worker's repeats), times the steps per "
+                     "epoch, over the cnn epoch's median time")
     if "small" in tasks:
         for name in FRAMEWORKS:
             runs = runner.results.get(("small", name))

@@ -65,6 +65,10 @@ class Conv2D(Layer):
                                 ∂L/∂b = 1ᵀ @ G
                                 ∂L/∂x = windows(Ĝ) @ flipped W   (kh·kw·F, C)
 
+    For one input channel (a first layer on grey images) ``cols`` is stored transposed,
+    one row per kernel offset, and the matmuls read it as ``colsᵀ``: each offset is then one
+    copy of whole image rows, where a window row would be copied three numbers at a time.
+
     ``padding="same"`` pads as TensorFlow does: the output has ``ceil(n / s)`` pixels along
     a side of ``n``, the total padding is ``max((ceil(n/s) - 1) s + (k - 1) d + 1 - n, 0)``
     and the odd pixel goes to the bottom or right. ``"valid"`` gives
@@ -121,6 +125,7 @@ class Conv2D(Layer):
         self._input_shape: tuple[int, ...] | None = None
         self._output_shape: tuple[int, ...] | None = None
         self._pad_top_left: Pair = (0, 0)
+        self._work_arrays: dict[str, np.ndarray] = {}
         self._affine = LinearStep(self)
 
     def build(self, input_shape: tuple[int, ...], *, dtype: DTypeLike = "float32",
@@ -138,6 +143,7 @@ class Conv2D(Layer):
             self.bias = Parameter(bias.astype(self.dtype), name="bias",
                                   regularizer=self.bias_regularizer)
         self._cols = None
+        self._work_arrays = {}
         if self.activation is not None:
             self.activation.build(self.compute_output_shape(tuple(input_shape)),
                                   dtype=self.dtype, rng=rng)
@@ -199,16 +205,17 @@ class Conv2D(Layer):
                                                                                   width))
         padded = x
         if top or bottom or left or right:
-            padded = np.zeros((batch, height + top + bottom, width + left + right, channels),
-                              dtype=self.dtype)
+            padded = self._work_array("padded", (batch, height + top + bottom,
+                                                 width + left + right, channels), training)
             padded[:, top:top + height, left:left + width] = x
-        # the one copy of the forward pass: every window a row of a contiguous matrix, so that
-        # the whole convolution is a single BLAS matmul (a 1x1 kernel copies nothing)
-        cols = _windows(padded, self.kernel_size, self.strides, self.dilation_rate).reshape(
-            batch * out_height * out_width, -1)
+        # the one copy of the forward pass: every window a row of a matrix, so that the whole
+        # convolution is a single BLAS matmul
+        cols = self._window_rows("cols", padded, self.strides, training)
         z = cols @ self.kernel.data.reshape(-1, self.filters)
         if self.bias is not None:
-            z += self.bias.data
+            # added to rows of a whole image row (out_width pixels): NumPy's loop over rows of
+            # only `filters` numbers would pay its per-row cost out_width times as often
+            z.reshape(batch * out_height, -1)[...] += np.tile(self.bias.data, out_width)
         self._cols, self._input_shape, self._pad_top_left = cols, x.shape, (top, left)
         self._output_shape = (batch, out_height, out_width, self.filters)
         return z.reshape(self._output_shape)
@@ -248,16 +255,51 @@ class Conv2D(Layer):
         (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.strides, self.dilation_rate
         top, left = (kh - 1) * dh - self._pad_top_left[0], (kw - 1) * dw - self._pad_top_left[1]
         _, out_height, out_width, _ = grad_z.shape
-        spread = np.zeros((batch, height + (kh - 1) * dh, width + (kw - 1) * dw, self.filters),
-                          dtype=self.dtype)
+        spread = self._work_array("spread", (batch, height + (kh - 1) * dh,
+                                             width + (kw - 1) * dw, self.filters), True)
         spread[:, top:top + (out_height - 1) * sh + 1:sh,
                left:left + (out_width - 1) * sw + 1:sw] = grad_z
         flipped = self.kernel.data[::-1, ::-1].transpose(0, 1, 3, 2).reshape(-1, channels)
         # the input gradient as a convolution, not a scatter of cols back into x: measured 2-4x
         # faster (NumPy's += over kh·kw strided windows runs one C-long stretch at a time)
-        grad_cols = _windows(spread, self.kernel_size, (1, 1), self.dilation_rate).reshape(
-            batch * height * width, -1)
+        grad_cols = self._window_rows("grad_cols", spread, (1, 1), True)
         return (grad_cols @ flipped).reshape(self._input_shape)
+
+    def _window_rows(self, name: str, padded: np.ndarray, strides: Pair,
+                     training: bool) -> np.ndarray:
+        """Every kernel window of ``padded`` (N, H, W, C) as a row of an (N·OH·OW, kh·kw·C)
+        matrix, in the kernel's order; for C = 1 the transposed view of an offset-major
+        array (see the class docstring). A copy into the work array ``name``, except for a
+        1x1 kernel with stride 1, whose windows are ``padded`` itself."""
+        kh, kw = self.kernel_size
+        batch, _, _, channels = padded.shape
+        if (kh, kw) == (1, 1) and strides == (1, 1):
+            return padded.reshape(-1, channels)
+        windows = _windows(padded, self.kernel_size, strides, self.dilation_rate)
+        _, out_height, out_width, _, _, _ = windows.shape
+        if channels > 1:
+            rows = self._work_array(name, windows.shape, training)
+            rows[...] = windows
+            return rows.reshape(batch * out_height * out_width, -1)
+        rows = self._work_array(name, (kh * kw, batch, out_height, out_width), training)
+        for offset in range(kh * kw):
+            i, j = divmod(offset, kw)
+            rows[offset] = windows[:, :, :, i, j, 0]
+        return rows.reshape(kh * kw, -1).T
+
+    def _work_array(self, name: str, shape: tuple[int, ...], reuse: bool) -> np.ndarray:
+        """A zeroed array of ``shape`` in the layer's dtype; with ``reuse`` (training steps,
+        which never run two at once) the last step's array of that name and shape. A fresh
+        array of tens of MB costs its page faults anew at every step, about as much as the
+        copy into it. Every step writes the same positions of it, so what started as zeros
+        (the padding) stays zero. Inference allocates anew: a server's threads may predict at
+        the same time."""
+        array = self._work_arrays.get(name) if reuse else None
+        if array is None or array.shape != shape or array.dtype != self.dtype:
+            array = np.zeros(shape, dtype=self.dtype)
+            if reuse:
+                self._work_arrays[name] = array
+        return array
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         z = self.linear_forward(x, training=training)
