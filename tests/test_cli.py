@@ -368,3 +368,28 @@ def test_demo_started_in_the_background_stops_on_sigint_and_sigterm(signum, tmp_
         if process.poll() is None:
             process.kill()
             process.communicate()
+
+
+def test_an_image_model_trains_from_a_config_on_flat_rows_through_reshape(tmp_path, capsys):
+    # digits come as rows of 64 pixels: a Reshape after the Normalization makes them images
+    config = {"data": {"name": "digits"},
+              "model": {"layers": [
+                  {"class_name": "Reshape", "config": {"target_shape": [8, 8, 1]}},
+                  {"class_name": "Conv2D", "config": {"filters": 4, "kernel_size": 3,
+                                                      "padding": "same", "activation": "relu"}},
+                  {"class_name": "MaxPooling2D", "config": {}},
+                  {"class_name": "Flatten", "config": {}},
+                  {"class_name": "Dense", "config": {"units": 10, "activation": "softmax"}}],
+                  "seed": 0},
+              "compile": {"loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]},
+              "fit": {"epochs": 2, "verbose": 0}}
+    (tmp_path / "cnn.json").write_text(json.dumps(config))
+    assert main(["train", str(tmp_path / "cnn.json"), "--output", str(tmp_path / "cnn" / "1"),
+                 "--save-test", str(tmp_path / "test.npz")]) == 0
+    reported = printed_scores(capsys.readouterr().out)
+    assert main(["evaluate", str(tmp_path / "cnn" / "1"), str(tmp_path / "test.npz")]) == 0
+    assert json.loads(capsys.readouterr().out) == pytest.approx(reported, abs=1e-6)
+    assert main(["info", str(tmp_path / "cnn" / "1")]) == 0
+    out = capsys.readouterr().out
+    assert "2: Conv2D(filters=4, kernel_size=[3, 3]" in out and "params: 40" in out
+    assert "the last layer's softmax is fused with the loss in training" in out
