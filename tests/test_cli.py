@@ -393,3 +393,20 @@ def test_an_image_model_trains_from_a_config_on_flat_rows_through_reshape(tmp_pa
     out = capsys.readouterr().out
     assert "2: Conv2D(filters=4, kernel_size=[3, 3]" in out and "params: 40" in out
     assert "the last layer's softmax is fused with the loss in training" in out
+
+
+def test_a_model_that_starts_with_an_embedding_gets_its_indices_unscaled(tmp_path, capsys):
+    rows = np.random.default_rng(0).integers(0, 20, size=(60, 3))
+    labels = (rows[:, 0] > 9).astype(np.int64)
+    np.savetxt(tmp_path / "indices.csv", np.column_stack([rows, labels]), delimiter=",",
+               fmt="%d")
+    config = {"data": {"path": str(tmp_path / "indices.csv")},  # scale left at its default
+              "model": {"layers": [
+                  {"class_name": "Embedding", "config": {"input_dim": 20, "output_dim": 4}},
+                  {"class_name": "Flatten", "config": {}},
+                  {"class_name": "Dense", "config": {"units": 2, "activation": "softmax"}}]},
+              "fit": {"epochs": 2, "verbose": 0}}
+    (tmp_path / "train.json").write_text(json.dumps(config))
+    assert main(["train", str(tmp_path / "train.json"), "--output", str(tmp_path / "m")]) == 0
+    assert [type(layer).__name__ for layer in load_model(tmp_path / "m").layers] == [
+        "Embedding", "Flatten", "Dense"]

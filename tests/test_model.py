@@ -829,3 +829,30 @@ def test_an_existing_file_without_a_suffix_is_overwritten_as_a_file(tmp_path):
     model.save(tmp_path / "latest")  # an existing file is a file, suffix or not
     assert (tmp_path / "latest").is_file()
     assert same_weights(load_model(tmp_path / "latest").get_weights(), model.get_weights())
+
+
+def test_a_layer_of_one_model_is_refused_by_another():
+    shared = Dense(4)
+    first = Sequential([shared, Dense(1)], input_dim=3)
+    with pytest.raises(ValueError, match=r"layers\[1\] \(Dense\) already belongs to another "
+                                         r"model; give each model layers of its own"):
+        Sequential([Dense(3), shared], input_dim=2)
+    assert first.layers[0] is shared  # the first model is untouched
+    del first
+    import gc
+
+    gc.collect()
+    Sequential([shared], input_dim=3)  # once that model is gone, the layer is free
+
+
+def test_set_weights_refuses_impossible_state_and_keeps_the_old_weights():
+    model = Sequential([Normalization(), Dense(1)], input_dim=2)
+    model.layers[0].adapt(np.array([[0.0, 1.0], [2.0, 5.0]]))
+    before = model.get_weights()
+    weights = model.get_weights()
+    weights[1][:] = -1.0  # the variance
+    with pytest.raises(ValueError, match=r"layers\[0\] \(Normalization\): the mean must be "
+                                         r"finite and the variance finite and >= 0"):
+        model.set_weights(weights)
+    for kept, old in zip(model.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(kept, old)

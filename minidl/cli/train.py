@@ -92,7 +92,9 @@ def command_train(args: argparse.Namespace) -> int:
 
     model_spec = dict(config["model"])
     layers = [layer_from_config(spec) for spec in model_spec.pop("layers", [])]
-    scale = data_spec.get("scale", True)
+    # a first layer that takes the data uncast (Embedding's indices) takes it unscaled too
+    takes_raw_data = bool(layers) and layers[0].input_dtype(np.dtype(np.float32)) is None
+    scale = data_spec.get("scale", True) and not takes_raw_data
     if scale:
         # the scaling travels with the model: evaluate, predict and serve take raw data
         layers.insert(0, Normalization())

@@ -146,7 +146,6 @@ class Layer(Configurable):
         return self._incoming_grad(grad_y, y.shape, y.dtype)
 
 
-
 class LinearStep(Layer):
     """The linear part ``z = linear(x)`` of a layer with an activation (``Dense``,
     ``Conv2D``: their ``linear_forward``/``linear_backward``) as a step of its own. It shares

@@ -85,10 +85,11 @@ def load_weights(model: Sequential, path: str | os.PathLike) -> None:
     _, arrays = io.load_npz(path)
     if not model.built:
         raise ValueError("load_weights: build the model first (give input_dim)")
-    expected = model._weight_arrays()
-    _check_weight_arrays(path, expected, arrays)
-    for key, data in expected.items():
-        data[...] = arrays[key]
+    _check_weight_arrays(path, model._weight_arrays(), arrays)
+    try:
+        model._assign_weights(arrays)
+    except ValueError as error:
+        raise io.ModelFormatError(f"{os.fspath(path)}: {error}") from error
 
 
 def _serializable_metrics(metrics: list[str]) -> list[str]:
@@ -162,14 +163,10 @@ def load_model(path: str | os.PathLike) -> Sequential:
                         if key not in weights and not key.startswith("optimizer.state."))
     if unexpected:
         raise io.ModelFormatError(f"{where}: arrays {unexpected} belong to no layer")
-    for key, data in weights.items():
-        data[...] = arrays[key]
-    for index, layer in enumerate(model.layers):
-        try:
-            layer.check_state()
-        except ValueError as error:
-            raise io.ModelFormatError(f"{where}: layers[{index}] ({type(layer).__name__}): "
-                                      f"{error}") from error
+    try:
+        model._assign_weights(arrays)
+    except ValueError as error:
+        raise io.ModelFormatError(f"{where}: {error}") from error
     if "optimizer" in meta and model.optimizer is not None:
         try:
             _restore_training_state(model, meta, arrays)

@@ -25,6 +25,7 @@ Structure lives here; the training loop in ``minidl.model.training``; the file i
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -62,6 +63,16 @@ class Sequential(Trainer):
             if not isinstance(layer, Layer):
                 raise TypeError(f"Sequential: layers[{index}] must be a minidl Layer, "
                                 f"got {type(layer).__name__}")
+            # a layer holds its parameters and its place in one model's backpropagation
+            # (needs_input_grad): a second model would rebuild it under the first one's feet
+            owner = getattr(layer, "_model", None)
+            if owner is not None and owner() is not None:
+                raise ValueError(f"Sequential: layers[{index}] ({type(layer).__name__}) "
+                                 f"already belongs to another model; give each model layers "
+                                 f"of its own (layer_from_config(layer_to_config(layer)) "
+                                 f"copies one's configuration)")
+        for layer in self.layers:
+            layer._model = weakref.ref(self)
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"Sequential: dtype must be 'float32' or 'float64', got {dtype!r}")
@@ -163,8 +174,23 @@ class Sequential(Trainer):
             if array.dtype.kind not in "fiu":
                 raise TypeError(f"set_weights: weights[{index}] must be numeric, "
                                 f"got dtype {array.dtype}")
-        for target, array in zip(targets.values(), arrays, strict=True):
-            target[...] = array
+        self._assign_weights(dict(zip(targets, arrays, strict=True)))
+
+    def _assign_weights(self, arrays: dict[str, np.ndarray]) -> None:
+        """Write ``arrays`` (by key) into the model in place, then ask every layer whether its
+        state can be right (``Layer.check_state``); if not, put the old values back and raise
+        a ValueError naming the layer."""
+        targets = self._weight_arrays()
+        previous = {key: target.copy() for key, target in targets.items()}
+        for key, target in targets.items():
+            target[...] = arrays[key]
+        for index, layer in enumerate(self.layers):
+            try:
+                layer.check_state()
+            except ValueError as error:
+                for key, target in targets.items():
+                    target[...] = previous[key]
+                raise ValueError(f"layers[{index}] ({type(layer).__name__}): {error}") from error
 
     def summary(self) -> str:
         """Print and return a table of the layers, output shapes and parameter counts."""
