@@ -375,13 +375,13 @@ def test_get_config_round_trips_through_json_and_the_registry(layer_class, confi
 def test_keras_defaults_and_strides_none_meaning_pool_size():
     for layer_class in WINDOWED:
         assert layer_class().get_config() == {"pool_size": (2, 2), "strides": (2, 2),
-                                              "padding": "valid"}
+                                              "padding": "valid", "input_shape": None}
         assert layer_class(3).get_config() == {"pool_size": (3, 3), "strides": (3, 3),
-                                               "padding": "valid"}
+                                               "padding": "valid", "input_shape": None}
         assert layer_class([2, 3], strides=1, padding="SAME").get_config() == {
-            "pool_size": (2, 3), "strides": (1, 1), "padding": "same"}
+            "pool_size": (2, 3), "strides": (1, 1), "padding": "same", "input_shape": None}
     for layer_class in GLOBAL:
-        assert layer_class().get_config() == {"keepdims": False}
+        assert layer_class().get_config() == {"keepdims": False, "input_shape": None}
 
 
 @pytest.mark.parametrize("layer_class", WINDOWED)

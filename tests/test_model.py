@@ -18,8 +18,10 @@ from minidl import (
     Dense,
     Dropout,
     Flatten,
+    GlobalAveragePooling2D,
     LambdaCallback,
     Layer,
+    MaxPooling2D,
     MeanAbsoluteError,
     MeanSquaredError,
     Normalization,
@@ -856,3 +858,11 @@ def test_set_weights_refuses_impossible_state_and_keeps_the_old_weights():
         model.set_weights(weights)
     for kept, old in zip(model.get_weights(), before, strict=True):
         np.testing.assert_array_equal(kept, old)
+
+
+@pytest.mark.parametrize("first", [
+    lambda: MaxPooling2D(input_shape=(4, 4, 2)), lambda: Dropout(0.5, input_shape=(4, 4, 2)),
+    lambda: ReLU(input_shape=(4, 4, 2)), lambda: GlobalAveragePooling2D(input_shape=(4, 4, 2))])
+def test_any_first_layer_may_declare_keras_input_shape(first):
+    model = Sequential([first(), Flatten(), Dense(1)])
+    assert model.built and model.input_shape == (4, 4, 2)

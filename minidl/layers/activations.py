@@ -4,6 +4,7 @@ beside it; ``Dense(..., activation=name)`` makes one from ``ACTIVATIONS``."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -24,8 +25,8 @@ class ReLU(Layer):
     0 is taken as 0, as PyTorch and Keras do.
     """
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, input_shape: Sequence[int] | None = None) -> None:
+        super().__init__(input_shape=input_shape)
         self._y: np.ndarray | None = None
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
@@ -50,8 +51,9 @@ class LeakyReLU(Layer):
     With :math:`\alpha \ge 0`, ``y > 0`` exactly where ``x > 0``: backward reads the output.
     """
 
-    def __init__(self, negative_slope: float = 0.01) -> None:
-        super().__init__()
+    def __init__(self, negative_slope: float = 0.01,
+                 input_shape: Sequence[int] | None = None) -> None:
+        super().__init__(input_shape=input_shape)
         if isinstance(negative_slope, bool) or not isinstance(negative_slope, (int, float)):
             raise TypeError(f"LeakyReLU: negative_slope must be a number, "
                             f"got {type(negative_slope).__name__}")
@@ -84,8 +86,8 @@ class Tanh(Layer):
         \frac{\partial L}{\partial x} = \frac{\partial L}{\partial y} \odot (1 - y^2)
     """
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, input_shape: Sequence[int] | None = None) -> None:
+        super().__init__(input_shape=input_shape)
         self._y: np.ndarray | None = None
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
@@ -107,8 +109,8 @@ class Sigmoid(Layer):
         \frac{\partial L}{\partial x} = \frac{\partial L}{\partial y} \odot y (1 - y)
     """
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, input_shape: Sequence[int] | None = None) -> None:
+        super().__init__(input_shape=input_shape)
         self._y: np.ndarray | None = None
 
     def fused_activation(self) -> str | None:
@@ -143,8 +145,8 @@ class Softmax(Layer):
     when probabilities underflow to 0.
     """
 
-    def __init__(self, axis: int = -1) -> None:
-        super().__init__()
+    def __init__(self, axis: int = -1, input_shape: Sequence[int] | None = None) -> None:
+        super().__init__(input_shape=input_shape)
         if isinstance(axis, bool) or not isinstance(axis, int):
             raise TypeError(f"Softmax: axis must be an int, got {type(axis).__name__}")
         self.axis = axis
@@ -184,8 +186,8 @@ class Linear(Layer):
         y = x, \qquad \frac{\partial L}{\partial x} = \frac{\partial L}{\partial y}
     """
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, input_shape: Sequence[int] | None = None) -> None:
+        super().__init__(input_shape=input_shape)
         self._y: np.ndarray | None = None
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:

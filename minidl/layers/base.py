@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -26,8 +27,11 @@ class Layer(Configurable):
     #: that product (a third of a Dense layer's backward work) and return None.
     needs_input_grad: bool = True
 
-    def __init__(self) -> None:
+    def __init__(self, input_shape: Sequence[int] | None = None) -> None:
         self.built = False
+        # Keras' input_shape= (one example, no batch axis), which any layer may be given
+        self.input_shape = None if input_shape is None else list(
+            _example_shape(input_shape, type(self).__name__))
 
     def build(self, input_shape: tuple[int, ...], *, dtype: DTypeLike = "float32",
               rng: np.random.Generator | None = None) -> None:
@@ -96,7 +100,7 @@ class Layer(Configurable):
     def declared_input_shape(self) -> tuple[int, ...] | None:
         """The example shape this layer was told to expect (Keras' ``input_shape=``), or
         None: a ``Sequential`` whose first layer declares one is built at construction."""
-        return None
+        return None if self.input_shape is None else tuple(self.input_shape)
 
     def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Shape of one output example for one input example of ``input_shape``."""

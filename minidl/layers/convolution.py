@@ -14,7 +14,6 @@ from minidl.layers.activations import activation_from_name
 from minidl.layers.base import (
     Layer,
     LinearStep,
-    _example_shape,
     _layer_dtype,
     positive_int,
     positive_pair,
@@ -90,7 +89,7 @@ class Conv2D(Layer):
                  kernel_regularizer: Regularizer | dict | None = None,
                  bias_regularizer: Regularizer | dict | None = None,
                  input_shape: Sequence[int] | None = None) -> None:
-        super().__init__()
+        super().__init__(input_shape=input_shape)
         self.filters = positive_int(filters, "filters", "Conv2D")
         self.kernel_size = positive_pair(kernel_size, "kernel_size", "Conv2D")
         self.strides = positive_pair(strides, "strides", "Conv2D")
@@ -116,8 +115,6 @@ class Conv2D(Layer):
         self.kernel: Parameter | None = None
         self.bias: Parameter | None = None
         self.dtype: np.dtype | None = None
-        self.input_shape = None if input_shape is None else list(_example_shape(input_shape,
-                                                                                 "Conv2D"))
         if self.input_shape is not None:
             self.compute_output_shape(tuple(self.input_shape))  # its checks, at once
         # what backward needs, set by forward
@@ -155,9 +152,6 @@ class Conv2D(Layer):
         if self.use_bias:
             shapes["bias"] = (self.filters,)
         return shapes
-
-    def declared_input_shape(self) -> tuple[int, ...] | None:
-        return None if self.input_shape is None else tuple(self.input_shape)
 
     def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         input_shape = tuple(input_shape)

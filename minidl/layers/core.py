@@ -232,8 +232,9 @@ class Dropout(Layer):
     seeded by ``seed`` when given, otherwise drawn from the ``rng`` given to ``build``.
     """
 
-    def __init__(self, rate: float, seed: int | None = None) -> None:
-        super().__init__()
+    def __init__(self, rate: float, seed: int | None = None,
+                 input_shape: Sequence[int] | None = None) -> None:
+        super().__init__(input_shape=input_shape)
         if isinstance(rate, bool) or not isinstance(rate, (int, float)):
             raise TypeError(f"Dropout: rate must be a number in [0, 1), got {rate!r}")
         if not 0 <= rate < 1:
@@ -294,14 +295,9 @@ class Flatten(Layer):
     """
 
     def __init__(self, input_shape: Sequence[int] | None = None) -> None:
-        super().__init__()
-        self.input_shape = None if input_shape is None else list(
-            _example_shape(input_shape, "Flatten"))
+        super().__init__(input_shape=input_shape)
         self._input_shape: tuple[int, ...] | None = None
         self._dtype: np.dtype | None = None
-
-    def declared_input_shape(self) -> tuple[int, ...] | None:
-        return None if self.input_shape is None else tuple(self.input_shape)
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         x = self._float_input(x)

@@ -9,7 +9,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from minidl import regularizers
-from minidl.layers.base import Layer, _example_shape, _layer_dtype, positive_int
+from minidl.layers.base import Layer, _layer_dtype, positive_int
 from minidl.layers.initializers import INITIALIZERS, check_initializer
 from minidl.parameter import Parameter
 from minidl.regularizers import Regularizer
@@ -50,14 +50,12 @@ class Embedding(Layer):
     def __init__(self, input_dim: int, output_dim: int, embeddings_initializer: str = "uniform",
                  embeddings_regularizer: Regularizer | dict | None = None,
                  input_shape: Sequence[int] | None = None) -> None:
-        super().__init__()
+        super().__init__(input_shape=input_shape)
         self.input_dim = positive_int(input_dim, "input_dim", "Embedding")
         self.output_dim = positive_int(output_dim, "output_dim", "Embedding")
         self.embeddings_initializer = check_initializer(
             embeddings_initializer, "embeddings_initializer", "Embedding")
         self.embeddings_regularizer = regularizers.deserialize(embeddings_regularizer)
-        self.input_shape = None if input_shape is None else list(
-            _example_shape(input_shape, "Embedding"))
         self.embeddings: Parameter | None = None
         self.dtype: np.dtype | None = None
         self._indices: np.ndarray | None = None
@@ -79,9 +77,6 @@ class Embedding(Layer):
 
     def weight_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
         return {"embeddings": (self.input_dim, self.output_dim)}
-
-    def declared_input_shape(self) -> tuple[int, ...] | None:
-        return None if self.input_shape is None else tuple(self.input_shape)
 
     def parameters(self) -> list[Parameter]:
         """``[embeddings]``; empty before the layer is built."""

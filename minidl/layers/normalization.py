@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike
 
-from minidl.layers.base import Layer, _example_shape, _layer_dtype
+from minidl.layers.base import Layer, _layer_dtype
 from minidl.layers.initializers import INITIALIZERS, check_initializer
 from minidl.parameter import Parameter
 
@@ -76,7 +76,7 @@ class _AffineNormalization(Layer):
 
     def __init__(self, epsilon: float, center: bool, scale: bool, beta_initializer: str,
                  gamma_initializer: str, input_shape: Sequence[int] | None) -> None:
-        super().__init__()
+        super().__init__(input_shape=input_shape)
         name = type(self).__name__
         if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not (
                 0 < epsilon < np.inf):
@@ -89,8 +89,6 @@ class _AffineNormalization(Layer):
         self.center, self.scale = center, scale
         self.beta_initializer = check_initializer(beta_initializer, "beta_initializer", name)
         self.gamma_initializer = check_initializer(gamma_initializer, "gamma_initializer", name)
-        self.input_shape = None if input_shape is None else list(
-            _example_shape(input_shape, name))
         self.gamma: Parameter | None = None
         self.beta: Parameter | None = None
         self.dtype: np.dtype | None = None
@@ -126,9 +124,6 @@ class _AffineNormalization(Layer):
     def parameters(self) -> list[Parameter]:
         """``[gamma, beta]``, without those that ``scale``/``center`` turn off."""
         return [p for p in (self.gamma, self.beta) if p is not None]
-
-    def declared_input_shape(self) -> tuple[int, ...] | None:
-        return None if self.input_shape is None else tuple(self.input_shape)
 
     def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         self.weight_shapes(tuple(input_shape))  # checks the axes

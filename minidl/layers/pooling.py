@@ -23,6 +23,7 @@ each offset's gradients into its slice, and sums where slices overlap.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -36,8 +37,8 @@ class _Pooling2D(Layer):
     """What the windowed poolings share: arguments, output shape, padding, window slices."""
 
     def __init__(self, pool_size: int | Pair = (2, 2), strides: int | Pair | None = None,
-                 padding: str = "valid") -> None:
-        super().__init__()
+                 padding: str = "valid", input_shape: Sequence[int] | None = None) -> None:
+        super().__init__(input_shape=input_shape)
         self.pool_size = positive_pair(pool_size, "pool_size", type(self).__name__)
         # as in Keras: no strides means windows side by side, strides = pool_size
         self.strides = (self.pool_size if strides is None
@@ -117,8 +118,8 @@ class MaxPooling2D(_Pooling2D):
     """
 
     def __init__(self, pool_size: int | Pair = (2, 2), strides: int | Pair | None = None,
-                 padding: str = "valid") -> None:
-        super().__init__(pool_size, strides, padding)
+                 padding: str = "valid", input_shape: Sequence[int] | None = None) -> None:
+        super().__init__(pool_size, strides, padding, input_shape)
         self._x_padded: np.ndarray | None = None
         self._y: np.ndarray | None = None
         self._pads_of_x: tuple[Pair, Pair] | None = None
@@ -162,8 +163,8 @@ class AveragePooling2D(_Pooling2D):
     """
 
     def __init__(self, pool_size: int | Pair = (2, 2), strides: int | Pair | None = None,
-                 padding: str = "valid") -> None:
-        super().__init__(pool_size, strides, padding)
+                 padding: str = "valid", input_shape: Sequence[int] | None = None) -> None:
+        super().__init__(pool_size, strides, padding, input_shape)
         self._counts: np.ndarray | None = None
         self._pads_of_x: tuple[Pair, Pair] | None = None
         self._padded_shape: tuple[int, ...] | None = None
@@ -205,8 +206,9 @@ class AveragePooling2D(_Pooling2D):
 class _GlobalPooling2D(Layer):
     """What the global poolings share: ``keepdims`` and the output shape."""
 
-    def __init__(self, keepdims: bool = False) -> None:
-        super().__init__()
+    def __init__(self, keepdims: bool = False,
+                 input_shape: Sequence[int] | None = None) -> None:
+        super().__init__(input_shape=input_shape)
         if not isinstance(keepdims, bool):
             raise TypeError(f"{type(self).__name__}: keepdims must be True or False, "
                             f"got {keepdims!r}")

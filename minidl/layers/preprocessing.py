@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike
 
-from minidl.layers.base import Layer, _example_shape, _layer_dtype
+from minidl.layers.base import Layer, _layer_dtype
 
 # Keras' backend epsilon: the smallest standard deviation Normalization divides by
 _NORMALIZATION_EPSILON = 1e-7
@@ -38,7 +38,7 @@ class Normalization(Layer):
     def __init__(self, axis: int | Sequence[int] | None = -1, mean: Any = None,
                  variance: Any = None, invert: bool = False,
                  input_shape: Sequence[int] | None = None) -> None:
-        super().__init__()
+        super().__init__(input_shape=input_shape)
         if isinstance(axis, (list, tuple)):
             axis = list(axis)
         elif axis is not None and (isinstance(axis, bool) or not isinstance(axis, int)):
@@ -59,8 +59,6 @@ class Normalization(Layer):
         self.variance = (None if variance is None
                          else np.asarray(variance, dtype=np.float64).tolist())
         self.invert = invert
-        self.input_shape = None if input_shape is None else list(
-            _example_shape(input_shape, "Normalization"))
         self.adapt_mean: np.ndarray | None = None
         self.adapt_variance: np.ndarray | None = None
         self._broadcast_shape: tuple[int, ...] | None = None
@@ -88,9 +86,6 @@ class Normalization(Layer):
     def weight_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
         shape = tuple(input_shape[a - 1] for a in self._kept_axes(tuple(input_shape)))
         return {"mean": shape, "variance": shape}
-
-    def declared_input_shape(self) -> tuple[int, ...] | None:
-        return None if self.input_shape is None else tuple(self.input_shape)
 
     def build(self, input_shape: tuple[int, ...], *, dtype: DTypeLike = "float32",
               rng: np.random.Generator | None = None) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from minidl.layers.base import Layer, _example_shape
+from minidl.layers.base import Layer
 
 
 class Reshape(Layer):
@@ -27,7 +27,7 @@ class Reshape(Layer):
 
     def __init__(self, target_shape: Sequence[int],
                  input_shape: Sequence[int] | None = None) -> None:
-        super().__init__()
+        super().__init__(input_shape=input_shape)
         if (not isinstance(target_shape, (list, tuple)) or not target_shape or any(
                 isinstance(n, bool) or not isinstance(n, (int, np.integer)) or (n < 1 and n != -1)
                 for n in target_shape)):
@@ -38,14 +38,9 @@ class Reshape(Layer):
             raise ValueError(f"Reshape: target_shape may have one -1 entry (inferred), got "
                              f"{list(target_shape)}")
         self.target_shape = [int(n) for n in target_shape]
-        self.input_shape = None if input_shape is None else list(
-            _example_shape(input_shape, "Reshape"))
         self._input_shape: tuple[int, ...] | None = None
         self._output_shape: tuple[int, ...] | None = None
         self._dtype: np.dtype | None = None
-
-    def declared_input_shape(self) -> tuple[int, ...] | None:
-        return None if self.input_shape is None else tuple(self.input_shape)
 
     def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """``target_shape`` with its -1 (if any) replaced by what makes the sizes agree."""
