@@ -25,7 +25,7 @@ from minidl.optim import (
     RMSprop,
     StepDecay,
 )
-from minidl.parameter import Parameter
+from minidl.parameter import Parameter, store_end_to_end
 
 THETA0 = [1.0, -2.0, 0.5]
 # Four steps of gradients: signs change, magnitudes rise and fall (so AMSGrad's maximum
@@ -767,17 +767,20 @@ def test_schedules_agree_with_torch_lr_schedulers():
 
 def end_to_end(params):
     """Copies of ``params`` whose data and gradients are pieces of one buffer each."""
-    data = np.concatenate([p.data.ravel() for p in params])
-    grad = np.zeros_like(data)
-    copies, start = [], 0
-    for param in params:
-        stop = start + param.data.size
-        copy = Parameter(param.data.copy(), name=param.name)
-        copy.data = data[start:stop].reshape(param.shape)
-        copy.grad = grad[start:stop].reshape(param.shape)
-        copies.append(copy)
-        start = stop
+    copies = [Parameter(param.data.copy(), name=param.name) for param in params]
+    store_end_to_end(copies)
     return copies
+
+
+def test_views_of_one_buffer_that_were_not_stored_end_to_end_are_updated_one_by_one():
+    # the fast path follows what store_end_to_end says, not where the arrays happen to lie
+    data, grad = np.zeros(5), np.zeros(5)
+    params = [Parameter(np.zeros(2)), Parameter(np.zeros(3))]
+    params[0].data, params[0].grad, params[1].data, params[1].grad = (
+        data[:2], grad[:2], data[2:], grad[2:])
+    assert SGD(params)._flat is None
+    assert SGD(end_to_end(params))._flat is not None
+    assert SGD(end_to_end(params)[::-1])._flat is None  # another order: one by one
 
 
 @pytest.mark.parametrize(("cls", "options"), CASES, ids=CASE_IDS)

@@ -40,7 +40,7 @@ from minidl.losses import Loss
 from minidl.model import saving
 from minidl.model.training import ArrayLike, Trainer
 from minidl.optim import Optimizer
-from minidl.parameter import Parameter
+from minidl.parameter import Parameter, store_end_to_end
 
 
 class Sequential(Trainer):
@@ -127,27 +127,12 @@ class Sequential(Trainer):
             (i for i, step in enumerate(self._steps) if step.parameters()), len(self._steps))
         for index, step in enumerate(self._steps):
             step.needs_input_grad = index != self._first_trainable
-        self._store_end_to_end()
+        if self.parameters():
+            # one buffer for every parameter, one for every gradient: the optimizer then
+            # updates the model in a handful of NumPy calls (minidl.parameter)
+            store_end_to_end(self.parameters())
         if self._optimizer_spec is not None:
             self.optimizer = optim_module.get(self._optimizer_spec, self.parameters())
-
-    def _store_end_to_end(self) -> None:
-        """Move every parameter, and every gradient, into one buffer each, end to end.
-
-        Each ``p.data`` and ``p.grad`` becomes a view of its piece, so layers work as before,
-        while an optimizer sees one array to update (see ``minidl.optim.Optimizer``).
-        """
-        params = self.parameters()
-        if not params:
-            return
-        data = np.concatenate([p.data.ravel() for p in params])
-        grad = np.zeros_like(data)
-        start = 0
-        for param in params:
-            stop = start + param.data.size
-            param.data = data[start:stop].reshape(param.shape)
-            param.grad = grad[start:stop].reshape(param.shape)
-            start = stop
 
     def parameters(self) -> list[Parameter]:
         """Every trainable parameter, layer by layer, each layer's kernel before its bias."""

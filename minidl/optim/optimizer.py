@@ -44,26 +44,13 @@ def _betas(betas: object) -> tuple[float, float]:
     return float(betas[0]), float(betas[1])
 
 
-def _end_to_end(params: list[Parameter]) -> Parameter | None:
-    """One Parameter spanning ``params`` if their data, and their gradients, are consecutive
-    pieces of one 1-D buffer each, in order; None otherwise."""
-    spans = []
-    for arrays in ([p.data for p in params], [p.grad for p in params]):
-        buffer = arrays[0].base
-        if (buffer is None or buffer.ndim != 1 or not buffer.flags.c_contiguous
-                or sum(a.size for a in arrays) != buffer.size):
-            return None
-        address = buffer.__array_interface__["data"][0]
-        for array in arrays:
-            if (array.base is not buffer or array.dtype != buffer.dtype
-                    or not array.flags.c_contiguous
-                    or array.__array_interface__["data"][0] != address):
-                return None
-            address += array.nbytes
-        spans.append(buffer)
-    flat = Parameter(spans[0], name="all parameters")
-    flat.grad = spans[1]
-    return flat
+def _spanning(params: list[Parameter]) -> Parameter | None:
+    """The Parameter spanning ``params`` when they are exactly the members of one end-to-end
+    storage, in order (``minidl.parameter.store_end_to_end``); None otherwise."""
+    spanning = params[0].storage
+    if spanning is None or len(spanning.members) != len(params):
+        return None
+    return spanning if all(p is m for p, m in zip(params, spanning.members, strict=True)) else None
 
 
 class Optimizer:
@@ -75,9 +62,10 @@ class Optimizer:
     (which :meth:`load_state_dict` checks against).
 
     Every rule here works element by element. So when the parameters lie end to end in one
-    buffer (``Sequential`` stores its parameters and gradients that way) the optimizer
-    updates that whole buffer at once: the same arithmetic for every element, in a handful of
-    NumPy calls instead of a handful per parameter, which is most of a small model's step.
+    buffer (``minidl.parameter.store_end_to_end``, as ``Sequential`` stores its parameters)
+    the optimizer updates that whole buffer at once: the same arithmetic for every element,
+    in a handful of NumPy calls instead of a handful per parameter, which is most of a small
+    model's step.
     ``state`` still shows one dict per parameter (views into the shared state).
     """
 
@@ -97,7 +85,7 @@ class Optimizer:
             setattr(self, name, value)
         # One dict per parameter, in params order; {} until the parameter's first step.
         self.state: list[State] = [{} for _ in self.params]
-        self._flat = _end_to_end(self.params)
+        self._flat = _spanning(self.params)
         self._flat_state: State = {}
 
     def _param_states(self) -> Iterator[tuple[Parameter, State]]:
