@@ -52,7 +52,8 @@ class Loss(Configurable):
 
     def on_logits(self) -> Loss:
         """This loss applied to the logits before the ``fuses_with`` activation."""
-        raise NotImplementedError(f"{type(self).__name__} fuses with no activation")
+        raise TypeError(f"{type(self).__name__} fuses with no activation (its fuses_with is "
+                        f"None), so it has no form on logits")
 
     def predictions(self, pred: np.ndarray) -> np.ndarray:
         """What the metrics see for ``pred``, this loss's input: probabilities, when this loss

@@ -170,6 +170,41 @@ class LinearStep(Layer):
         return self.layer.parameters()
 
 
+
+class LinearThenActivation(Layer):
+    """The plumbing of a layer that is a linear map ``z = linear(x)`` followed by an optional
+    activation ``y = f(z)`` (``Dense``, ``Conv2D``). Subclasses set ``activation`` (a layer or
+    None) and implement ``linear_forward``, ``linear_backward(grad_z, input_grad)`` and
+    ``_linear_cache`` (what ``linear_forward`` kept, None before it ran)."""
+
+    activation: Layer | None = None
+
+    def __init__(self, input_shape: Sequence[int] | None = None) -> None:
+        super().__init__(input_shape=input_shape)
+        self._linear_step = LinearStep(self)
+
+    def _linear_cache(self) -> Any:
+        raise NotImplementedError(  # abstract
+            f"{type(self).__name__} must implement _linear_cache()")
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        z = self.linear_forward(x, training=training)
+        if self.activation is None:
+            return z
+        return self.activation.forward(z, training=training)
+
+    def backward(self, grad_y: np.ndarray) -> np.ndarray | None:
+        """∂L/∂x from ∂L/∂y through the activation, then the linear map (None when
+        ``needs_input_grad`` is False)."""
+        self._require_forward(self._linear_cache())
+        if self.activation is not None:
+            grad_y = self.activation.backward(grad_y)
+        return self.linear_backward(grad_y, input_grad=self.needs_input_grad)
+
+    def steps(self) -> list[Layer]:
+        """``[self]``, or with an activation its two steps: the linear map, the activation."""
+        return [self] if self.activation is None else [self._linear_step, self.activation]
+
 def _layer_dtype(dtype: DTypeLike, layer_name: str) -> np.dtype:
     dtype = np.dtype(dtype)
     if dtype.kind != "f":

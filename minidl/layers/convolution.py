@@ -12,8 +12,7 @@ from numpy.typing import DTypeLike
 from minidl import regularizers
 from minidl.layers.activations import activation_from_name
 from minidl.layers.base import (
-    Layer,
-    LinearStep,
+    LinearThenActivation,
     _layer_dtype,
     positive_int,
     positive_pair,
@@ -25,7 +24,7 @@ from minidl.regularizers import Regularizer
 Pair = tuple[int, int]
 
 
-class Conv2D(Layer):
+class Conv2D(LinearThenActivation):
     r"""2-D convolution (a cross-correlation, as in Keras and PyTorch) followed by an
     activation :math:`f`.
 
@@ -123,7 +122,6 @@ class Conv2D(Layer):
         self._output_shape: tuple[int, ...] | None = None
         self._pad_top_left: Pair = (0, 0)
         self._work_arrays: dict[str, np.ndarray] = {}
-        self._affine = LinearStep(self)
 
     def build(self, input_shape: tuple[int, ...], *, dtype: DTypeLike = "float32",
               rng: np.random.Generator | None = None) -> None:
@@ -295,23 +293,8 @@ class Conv2D(Layer):
                 self._work_arrays[name] = array
         return array
 
-    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        z = self.linear_forward(x, training=training)
-        if self.activation is None:
-            return z
-        return self.activation.forward(z, training=training)
-
-    def backward(self, grad_y: np.ndarray) -> np.ndarray | None:
-        """∂L/∂x from ∂L/∂y through the activation, then the convolution (None when
-        ``needs_input_grad`` is False)."""
-        self._require_forward(self._cols)
-        if self.activation is not None:
-            grad_y = self.activation.backward(grad_y)
-        return self.linear_backward(grad_y, input_grad=self.needs_input_grad)
-
-    def steps(self) -> list[Layer]:
-        """``[self]``, or with an activation its two steps: the convolution, the activation."""
-        return [self] if self.activation is None else [self._affine, self.activation]
+    def _linear_cache(self) -> np.ndarray | None:
+        return self._cols
 
     def get_config(self) -> dict[str, Any]:
         return {

@@ -11,13 +11,19 @@ from numpy.typing import DTypeLike
 
 from minidl import regularizers
 from minidl.layers.activations import activation_from_name
-from minidl.layers.base import Layer, LinearStep, _example_shape, _layer_dtype, positive_int
+from minidl.layers.base import (
+    Layer,
+    LinearThenActivation,
+    _example_shape,
+    _layer_dtype,
+    positive_int,
+)
 from minidl.layers.initializers import INITIALIZERS, check_initializer
 from minidl.parameter import Parameter
 from minidl.regularizers import Regularizer
 
 
-class Dense(Layer):
+class Dense(LinearThenActivation):
     r"""Fully connected layer: a linear map followed by an activation :math:`f`.
 
     Shapes: ``x`` (N, in), kernel ``W`` (in, out), bias ``b`` (out,), ``z`` and ``y`` (N, out).
@@ -85,7 +91,6 @@ class Dense(Layer):
         self.bias: Parameter | None = None
         self.dtype: np.dtype | None = None
         self._x: np.ndarray | None = None
-        self._affine = LinearStep(self)
 
     def build(self, input_shape: tuple[int, ...], *, dtype: DTypeLike = "float32",
               rng: np.random.Generator | None = None) -> None:
@@ -171,23 +176,8 @@ class Dense(Layer):
             np.sum(grad_z, axis=0, out=self.bias.grad)
         return grad_z @ self.kernel.data.T if input_grad else None
 
-    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        z = self.linear_forward(x, training=training)
-        if self.activation is None:
-            return z
-        return self.activation.forward(z, training=training)
-
-    def backward(self, grad_y: np.ndarray) -> np.ndarray | None:
-        """∂L/∂x from ∂L/∂y through the activation, then the linear map (None when
-        ``needs_input_grad`` is False; see ``linear_backward``)."""
-        self._require_forward(self._x)
-        if self.activation is not None:
-            grad_y = self.activation.backward(grad_y)
-        return self.linear_backward(grad_y, input_grad=self.needs_input_grad)
-
-    def steps(self) -> list[Layer]:
-        """``[self]``, or with an activation its two steps: the affine map, the activation."""
-        return [self] if self.activation is None else [self._affine, self.activation]
+    def _linear_cache(self) -> np.ndarray | None:
+        return self._x
 
     def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         self._check_input_shape(tuple(input_shape))

@@ -204,7 +204,8 @@ class AveragePooling2D(_Pooling2D):
 
 
 class _GlobalPooling2D(Layer):
-    """What the global poolings share: ``keepdims`` and the output shape."""
+    """What the global poolings share: ``keepdims``, the output shape and ``forward``, which
+    reduces the image axes with the subclass's ``_reduce`` (a mean or a max)."""
 
     def __init__(self, keepdims: bool = False,
                  input_shape: Sequence[int] | None = None) -> None:
@@ -220,6 +221,12 @@ class _GlobalPooling2D(Layer):
         channels = _image_shape(input_shape, type(self).__name__)[2]
         return (1, 1, channels) if self.keepdims else (channels,)
 
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        x = _image_batch(self, x)
+        y = self._reduce(x, keepdims=self.keepdims)  # each subclass's mean or max
+        self._x, self._output_shape = x, y.shape
+        return y
+
 
 class GlobalAveragePooling2D(_GlobalPooling2D):
     r"""The mean of each channel over the whole image: (N, H, W, C) → (N, C), or
@@ -231,11 +238,9 @@ class GlobalAveragePooling2D(_GlobalPooling2D):
             \frac{\partial L}{\partial y_{n,c}}
     """
 
-    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        x = _image_batch(self, x)
-        y = x.mean(axis=(1, 2), keepdims=self.keepdims)
-        self._x, self._output_shape = x, y.shape
-        return y
+    @staticmethod
+    def _reduce(x: np.ndarray, keepdims: bool) -> np.ndarray:
+        return x.mean(axis=(1, 2), keepdims=keepdims)
 
     def backward(self, grad_y: np.ndarray) -> np.ndarray:
         x = self._x
@@ -259,11 +264,9 @@ class GlobalMaxPooling2D(_GlobalPooling2D):
     ``max_pool2d`` over the whole image; ``torch.amax`` would share it among the ties).
     """
 
-    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        x = _image_batch(self, x)
-        y = x.max(axis=(1, 2), keepdims=self.keepdims)
-        self._x, self._output_shape = x, y.shape
-        return y
+    @staticmethod
+    def _reduce(x: np.ndarray, keepdims: bool) -> np.ndarray:
+        return x.max(axis=(1, 2), keepdims=keepdims)
 
     def backward(self, grad_y: np.ndarray) -> np.ndarray:
         x = self._x

@@ -112,6 +112,7 @@ class Normalization(Layer):
             mean, variance = np.zeros(shape), np.ones(shape)
         self.adapt_mean = np.array(mean, dtype=dtype)
         self.adapt_variance = np.array(variance, dtype=dtype)
+        self._checked_shape: tuple[int, ...] | None = None
         self._broadcast_shape = tuple(n if axis + 1 in kept else 1
                                       for axis, n in enumerate(input_shape))
         self.built = True
@@ -174,11 +175,14 @@ class Normalization(Layer):
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         x = self._float_input(x)
         expected = self._broadcast_shape
-        if (x.ndim != len(expected) + 1
-                or self.weight_shapes(x.shape[1:])["mean"] != self.adapt_mean.shape):
-            raise ValueError(f"Normalization: inputs of shape {x.shape} do not match "
-                             f"statistics of shape {self.adapt_mean.shape} (built for examples "
-                             f"of rank {len(expected)})")
+        # checked once per example shape: this layer runs first, on every batch
+        if x.shape[1:] != self._checked_shape:
+            if (x.ndim != len(expected) + 1
+                    or self.weight_shapes(x.shape[1:])["mean"] != self.adapt_mean.shape):
+                raise ValueError(f"Normalization: inputs of shape {x.shape} do not match "
+                                 f"statistics of shape {self.adapt_mean.shape} (built for "
+                                 f"examples of rank {len(expected)})")
+            self._checked_shape = x.shape[1:]
         mean = self.adapt_mean.reshape(expected)
         self._scale = np.maximum(np.sqrt(self.adapt_variance),
                                  _NORMALIZATION_EPSILON).reshape(expected)
