@@ -20,7 +20,7 @@ from numpy.typing import ArrayLike
 from minidl import functional as F
 
 # argument checks are shared with functional so that both give the same messages
-from minidl.functional import (
+from minidl.functional._checks import (
     _check_binary_target,
     _check_cross_entropy_args,
     _check_pair,

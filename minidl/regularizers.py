@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from minidl.functional import _as_float_array
+from minidl.functional._checks import _as_float_array
 from minidl.registry import Configurable, class_and_config, to_spec
 
 

@@ -1,0 +1,97 @@
+"""The callback protocol: :class:`Callback`, whose hooks do nothing until overridden, the
+:class:`CallbackList` through which ``fit`` calls them (the order is in :mod:`minidl.callbacks`),
+and :class:`LambdaCallback`, a callback made of plain functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+Logs = dict[str, float]
+
+
+class Callback:
+    """Base class: every hook does nothing, so a subclass overrides only what it needs."""
+
+    def __init__(self) -> None:
+        self.model: Any = None
+        self.params: dict[str, Any] = {}
+
+    def set_model(self, model: Any) -> None:
+        self.model = model
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        self.params = params
+
+    def on_train_begin(self, logs: Logs | None = None) -> None:
+        pass
+
+    def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
+        pass
+
+    def on_batch_end(self, batch: int, logs: Logs | None = None) -> None:
+        pass
+
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
+        pass
+
+    def on_train_end(self, logs: Logs | None = None) -> None:
+        pass
+
+
+class CallbackList:
+    """Calls each hook of ``callbacks`` in order (Keras' ``CallbackList``): the model calls
+    one list, never each callback.
+
+    ``on_batch_end`` runs every batch, so only the callbacks that override it are called:
+    calling every inherited no-op would cost a small model several percent of its step.
+    """
+
+    def __init__(self, callbacks: list[Callback], model: Any, params: dict[str, Any]) -> None:
+        self.callbacks = list(callbacks)
+        for callback in self.callbacks:
+            callback.set_model(model)
+            callback.set_params(params)
+        inherited = Callback.on_batch_end
+        self._batch_callbacks = [c for c in self.callbacks
+                                 if getattr(c.on_batch_end, "__func__", None) is not inherited]
+
+    def on_train_begin(self, logs: Logs | None = None) -> None:
+        for callback in self.callbacks:
+            callback.on_train_begin(logs)
+
+    def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
+        for callback in self.callbacks:
+            callback.on_epoch_begin(epoch, logs)
+
+    def on_batch_end(self, batch: int, logs: Logs | None = None) -> None:
+        for callback in self._batch_callbacks:
+            callback.on_batch_end(batch, logs)
+
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
+        for callback in self.callbacks:
+            callback.on_epoch_end(epoch, logs)
+
+    def on_train_end(self, logs: Logs | None = None) -> None:
+        for callback in self.callbacks:
+            callback.on_train_end(logs)
+
+
+class LambdaCallback(Callback):
+    """A callback made of plain functions, for one-off hooks in scripts and notebooks.
+
+    ``LambdaCallback(on_epoch_end=lambda epoch, logs: print(epoch, logs["loss"]))``
+    """
+
+    def __init__(self, on_train_begin: Callable | None = None,
+                 on_epoch_begin: Callable | None = None, on_batch_end: Callable | None = None,
+                 on_epoch_end: Callable | None = None,
+                 on_train_end: Callable | None = None) -> None:
+        super().__init__()
+        hooks = {"on_train_begin": on_train_begin, "on_epoch_begin": on_epoch_begin,
+                 "on_batch_end": on_batch_end, "on_epoch_end": on_epoch_end,
+                 "on_train_end": on_train_end}
+        for name, function in hooks.items():
+            if function is not None:
+                setattr(self, name, function)
