@@ -220,6 +220,20 @@ def test_first_layer_skips_the_input_gradient_and_still_assigns_the_parameter_gr
     np.testing.assert_allclose(layer.bias.grad, expected_bias_grad, rtol=1e-14)
 
 
+def test_inference_keeps_no_window_matrix_and_backward_after_it_builds_it_again():
+    config, shape = CASES[3]
+    layer = built_layer(config, shape)
+    x = np.random.default_rng(5).normal(size=shape)
+    grad_z = np.random.default_rng(6).normal(size=layer.forward(x, training=True).shape)
+    grad_x_training = layer.backward(grad_z)
+    kernel_grad_training = layer.kernel.grad.copy()
+    assert layer._cols is not None  # training keeps the windows for backward
+    layer.forward(x, training=False)
+    assert layer._cols is None  # a server's predict leaves no kh·kw-fold copy of its batch
+    np.testing.assert_allclose(layer.backward(grad_z), grad_x_training, rtol=1e-14)
+    np.testing.assert_allclose(layer.kernel.grad, kernel_grad_training, rtol=1e-14)
+
+
 def test_a_1x1_convolution_is_a_dense_layer_on_every_pixel():
     layer = built_layer({"filters": 4, "kernel_size": 1}, (2, 3, 5, 6))
     x = np.random.default_rng(5).normal(size=(2, 3, 5, 6))

@@ -117,10 +117,9 @@ class Conv2D(LinearThenActivation):
         if self.input_shape is not None:
             self.compute_output_shape(tuple(self.input_shape))  # its checks, at once
         # what backward needs, set by forward
+        self._x: np.ndarray | None = None
         self._cols: np.ndarray | None = None
-        self._input_shape: tuple[int, ...] | None = None
         self._output_shape: tuple[int, ...] | None = None
-        self._pad_top_left: Pair = (0, 0)
         self._work_arrays: dict[str, np.ndarray] = {}
 
     def build(self, input_shape: tuple[int, ...], *, dtype: DTypeLike = "float32",
@@ -137,7 +136,7 @@ class Conv2D(LinearThenActivation):
             bias = INITIALIZERS[self.bias_initializer](shapes["bias"], rng)
             self.bias = Parameter(bias.astype(self.dtype), name="bias",
                                   regularizer=self.bias_regularizer)
-        self._cols = None
+        self._x = self._cols = None
         self._work_arrays = {}
         if self.activation is not None:
             self.activation.build(self.compute_output_shape(tuple(input_shape)),
@@ -190,27 +189,34 @@ class Conv2D(LinearThenActivation):
         return [p for p in (self.kernel, self.bias) if p is not None]
 
     def linear_forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        """``z``, the convolution plus bias, in the layer's dtype; caches the windows."""
+        """``z``, the convolution plus bias, in the layer's dtype. Training keeps the window
+        matrix for backward; inference keeps only ``x`` (a reference), and a backward after it
+        builds the windows again: a server predicting big batches would otherwise hold the
+        last one's window matrix, kh·kw times the input, for as long as the model lives."""
         x = self._checked_input(x)
-        batch, height, width, channels = x.shape
-        (out_height, out_width), ((top, bottom), (left, right)) = self._geometry((height,
-                                                                                  width))
-        padded = x
-        if top or bottom or left or right:
-            padded = self._work_array("padded", (batch, height + top + bottom,
-                                                 width + left + right, channels), training)
-            padded[:, top:top + height, left:left + width] = x
-        # the one copy of the forward pass: every window a row of a matrix, so that the whole
-        # convolution is a single BLAS matmul
-        cols = self._window_rows("cols", padded, self.strides, training)
+        batch, height, width, _ = x.shape
+        (out_height, out_width), _ = self._geometry((height, width))
+        cols = self._cols_of(x, training)
         z = cols @ self.kernel.data.reshape(-1, self.filters)
         if self.bias is not None:
             # added to rows of a whole image row (out_width pixels): NumPy's loop over rows of
             # only `filters` numbers would pay its per-row cost out_width times as often
             z.reshape(batch * out_height, -1)[...] += np.tile(self.bias.data, out_width)
-        self._cols, self._input_shape, self._pad_top_left = cols, x.shape, (top, left)
+        self._x, self._cols = x, cols if training else None
         self._output_shape = (batch, out_height, out_width, self.filters)
         return z.reshape(self._output_shape)
+
+    def _cols_of(self, x: np.ndarray, training: bool) -> np.ndarray:
+        """Every window of ``x``, padded, as a row of one matrix: the one copy of the forward
+        pass, which makes the whole convolution a single BLAS matmul."""
+        batch, height, width, channels = x.shape
+        _, ((top, bottom), (left, right)) = self._geometry((height, width))
+        padded = x
+        if top or bottom or left or right:
+            padded = self._work_array("padded", (batch, height + top + bottom,
+                                                 width + left + right, channels), training)
+            padded[:, top:top + height, left:left + width] = x
+        return self._window_rows("cols", padded, self.strides, training)
 
     def _checked_input(self, x: Any) -> np.ndarray:
         """``x`` as a (batch, height, width, channels) array in the layer's dtype; builds the
@@ -236,16 +242,18 @@ class Conv2D(LinearThenActivation):
         grad_rows = grad_z.reshape(-1, self.filters)
         # out=: assign into the existing arrays, which optimizers hold by reference; cols.T
         # is a transposed view that BLAS reads as it is
-        np.matmul(self._cols.T, grad_rows, out=self.kernel.grad.reshape(-1, self.filters))
+        cols = self._cols if self._cols is not None else self._cols_of(self._x, False)
+        np.matmul(cols.T, grad_rows, out=self.kernel.grad.reshape(-1, self.filters))
         if self.bias is not None:
             # a matrix-vector product: NumPy's sum down the rows of a (rows, filters) array
             # this narrow is several times slower
             np.matmul(np.ones(len(grad_rows), dtype=self.dtype), grad_rows, out=self.bias.grad)
         if not input_grad:
             return None
-        batch, height, width, channels = self._input_shape
+        batch, height, width, channels = self._x.shape
         (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.strides, self.dilation_rate
-        top, left = (kh - 1) * dh - self._pad_top_left[0], (kw - 1) * dw - self._pad_top_left[1]
+        (pad_top, _), (pad_left, _) = self._geometry((height, width))[1]
+        top, left = (kh - 1) * dh - pad_top, (kw - 1) * dw - pad_left
         _, out_height, out_width, _ = grad_z.shape
         spread = self._work_array("spread", (batch, height + (kh - 1) * dh,
                                              width + (kw - 1) * dw, self.filters), True)
@@ -255,7 +263,7 @@ class Conv2D(LinearThenActivation):
         # the input gradient as a convolution, not a scatter of cols back into x: measured 2-4x
         # faster (NumPy's += over kh·kw strided windows runs one C-long stretch at a time)
         grad_cols = self._window_rows("grad_cols", spread, (1, 1), True)
-        return (grad_cols @ flipped).reshape(self._input_shape)
+        return (grad_cols @ flipped).reshape(self._x.shape)
 
     def _window_rows(self, name: str, padded: np.ndarray, strides: Pair,
                      training: bool) -> np.ndarray:
@@ -294,7 +302,7 @@ class Conv2D(LinearThenActivation):
         return array
 
     def _linear_cache(self) -> np.ndarray | None:
-        return self._cols
+        return self._x
 
     def get_config(self) -> dict[str, Any]:
         return {
