@@ -107,7 +107,7 @@ def run_demo(port: int = 8501, once: bool = False, epochs: int = 60,
 
 def _train_save_serve(port: int, once: bool, epochs: int, folder: str) -> int:
     from minidl.serving import create_app
-    from minidl.serving.server import make_server
+    from minidl.serving.engine import serving_in_thread
 
     x, y, source = _load_data()
     print(f"data: {source}: {x.shape[0]} examples, {x.shape[1]} features, "
@@ -144,13 +144,8 @@ def _train_save_serve(port: int, once: bool, epochs: int, folder: str) -> int:
 
     app = create_app(model_name=MODEL_NAME, model_base_path=str(base_path.resolve()),
                      file_system_poll_wait_seconds=1.0)
-    app.start()
-    server = make_server(app, "127.0.0.1", port)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
-                              daemon=True)
-    thread.start()
-    url = f"{server.url}/v1/models/{MODEL_NAME}:predict"
-    try:
+    with serving_in_thread(app, port=port) as server:
+        url = f"{server.url}/v1/models/{MODEL_NAME}:predict"
         started = time.perf_counter()
         predictions = _query(url, x_test[:8].tolist())
         elapsed_ms = (time.perf_counter() - started) * 1000
@@ -163,11 +158,5 @@ def _train_save_serve(port: int, once: bool, epochs: int, folder: str) -> int:
             return 0
         print(f"\nserving {MODEL_NAME} at {server.url}/v1/models/{MODEL_NAME} "
               f"(Ctrl-C to stop)", flush=True)
-        while thread.is_alive():
-            thread.join(0.5)
-        return 0
-    finally:
-        server.shutdown()
-        server.server_close()
-        server.drain(5.0)
-        app.close()
+        while True:  # until Ctrl-C or SIGTERM (see main): the server stops with the block
+            time.sleep(3600)

@@ -10,6 +10,7 @@ request gets exactly its own rows back. The HTTP test compares with the model at
 rounding tolerance.
 """
 
+import asyncio
 import threading
 
 import numpy as np
@@ -20,7 +21,6 @@ from test_serving_support import (
     metric_value,
     running_server,
     save_version,
-    wait_until,
 )
 
 from minidl.model import load_model
@@ -56,54 +56,86 @@ def run_concurrently(jobs, timeout=20.0):
     return results
 
 
-def test_concurrent_requests_share_batches_and_get_exactly_their_rows():
+def run(coroutine_function, timeout=20.0):
+    """Run ``coroutine_function()`` on a fresh event loop, bounded in time."""
+    async def bounded():
+        return await asyncio.wait_for(coroutine_function(), timeout)
+
+    return asyncio.run(bounded())
+
+
+def test_requests_of_one_turn_share_a_batch_and_get_exactly_their_rows():
     model = FakeModel()
     sizes = []
-    batcher = Batcher(double, max_batch_size=64, batch_timeout_micros=50_000,
-                      on_batch=lambda key, rows: sizes.append(rows))
     inputs = [np.full((1 + i % 3, 4), i, dtype=np.float32) for i in range(12)]
-    try:
-        results = run_concurrently([lambda x=x: batcher.predict(model, x) for x in inputs])
-    finally:
-        batcher.close()
+
+    async def requests_together():
+        batcher = Batcher(double, max_batch_size=64, batch_timeout_micros=30_000_000,
+                          on_batch=lambda key, rows: sizes.append(rows))
+        try:
+            return await asyncio.gather(*(batcher.predict(model, x) for x in inputs))
+        finally:
+            batcher.close()
+
+    results = run(requests_together)  # long before the 30 s timeout: nothing else is coming
     for x, y in zip(inputs, results, strict=True):
         np.testing.assert_array_equal(y, x * 2)
-    assert sum(sizes) == sum(len(x) for x in inputs)
-    assert max(sizes) > 1 and len(sizes) < len(inputs)
-    assert all(size <= 64 for size in sizes)
+    assert sizes == [sum(len(x) for x in inputs)]  # received in one turn: one batch
 
 
 def test_a_batch_waits_for_requests_on_their_way_and_no_longer():
     model = FakeModel()
     on_their_way = [1]
     sizes = []
-    batcher = Batcher(double, max_batch_size=64, batch_timeout_micros=30_000_000,
-                      on_batch=lambda key, rows: sizes.append(rows),
-                      arriving=lambda: on_their_way[0])
-    first = threading.Thread(target=batcher.predict, args=(model, np.ones((1, 4), np.float32)))
-    try:
-        first.start()
-        wait_until(lambda: batcher._queued_rows == 1)
-        assert sizes == []  # one more request is on its way: the batch waits for it
-        on_their_way[0] = 0
-        batcher.predict(model, np.ones((2, 4), np.float32))  # arrives; nothing else will
-        first.join(10)
-    finally:
-        batcher.close()
-    # one batch with both, long before the 30 s timeout
-    assert not first.is_alive() and sizes == [3]
+
+    async def one_now_one_later():
+        batcher = Batcher(double, max_batch_size=64, batch_timeout_micros=30_000_000,
+                          on_batch=lambda key, rows: sizes.append(rows),
+                          arriving=lambda: on_their_way[0])
+        try:
+            first = asyncio.ensure_future(batcher.predict(model, np.ones((1, 4), np.float32)))
+            for _ in range(10):
+                await asyncio.sleep(0)
+            assert batcher.queued_rows == 1 and sizes == []  # one more is on its way: wait
+            on_their_way[0] = 0
+            second = await batcher.predict(model, np.ones((2, 4), np.float32))
+            return await first, second
+        finally:
+            batcher.close()
+
+    first, second = run(one_now_one_later)
+    np.testing.assert_array_equal(first, np.full((1, 4), 2, np.float32))
+    np.testing.assert_array_equal(second, np.full((2, 4), 2, np.float32))
+    assert sizes == [3]  # one batch with both, long before the 30 s timeout
+
+
+def test_with_rows_on_their_way_a_batch_closes_at_its_timeout():
+    model = FakeModel()
+
+    async def lone_request():
+        batcher = Batcher(double, batch_timeout_micros=1000, arriving=lambda: 1)
+        try:
+            return await batcher.predict(model, np.ones((1, 4), np.float32))
+        finally:
+            batcher.close()
+
+    np.testing.assert_array_equal(run(lone_request, timeout=10), np.full((1, 4), 2, np.float32))
 
 
 def test_batches_never_exceed_max_batch_size_and_big_requests_are_split():
     model = FakeModel()
-    batcher = Batcher(double, max_batch_size=8, batch_timeout_micros=20_000)
     big = np.arange(100 * 4, dtype=np.float32).reshape(100, 4)
     small = [np.full((3, 4), i, dtype=np.float32) for i in range(5)]
-    try:
-        results = run_concurrently([lambda: batcher.predict(model, big)]
-                                   + [lambda x=x: batcher.predict(model, x) for x in small])
-    finally:
-        batcher.close()
+
+    async def big_and_small():
+        batcher = Batcher(double, max_batch_size=8, batch_timeout_micros=20_000)
+        try:
+            return await asyncio.gather(batcher.predict(model, big),
+                                        *(batcher.predict(model, x) for x in small))
+        finally:
+            batcher.close()
+
+    results = run(big_and_small)
     np.testing.assert_array_equal(results[0], big * 2)
     for x, y in zip(small, results[1:], strict=True):
         np.testing.assert_array_equal(y, x * 2)
@@ -111,69 +143,121 @@ def test_batches_never_exceed_max_batch_size_and_big_requests_are_split():
     assert sum(model.calls) == 100 + 15
 
 
+def test_while_a_batch_runs_the_next_one_fills_with_what_arrives():
+    gate = threading.Event()
+    model = FakeModel(gate=gate)
+    sizes = []
+
+    async def load():
+        batcher = Batcher(double, max_batch_size=64, batch_timeout_micros=30_000_000,
+                          on_batch=lambda key, rows: sizes.append(rows))
+        try:
+            first = asyncio.ensure_future(batcher.predict(model, np.ones((1, 4), np.float32)))
+            while not model.entered.is_set():  # the first batch is in its thread
+                await asyncio.sleep(0.001)
+            later = [asyncio.ensure_future(batcher.predict(model, np.ones((1, 4), np.float32)))
+                     for _ in range(5)]
+            for _ in range(10):
+                await asyncio.sleep(0)
+            assert batcher.queued_rows == 5  # queued while the thread is busy
+            gate.set()
+            return await asyncio.gather(first, *later)
+        finally:
+            gate.set()
+            batcher.close()
+
+    run(load)
+    assert sizes == [1, 5]
+
+
 def test_rows_of_different_models_are_never_mixed():
     first, second = FakeModel(), FakeModel()
-    batcher = Batcher(double, max_batch_size=64, batch_timeout_micros=20_000)
-    try:
-        run_concurrently([lambda m=m: batcher.predict(m, np.ones((2, 4), np.float32))
-                          for m in (first, second) * 4])
-    finally:
-        batcher.close()
-    assert sum(first.calls) == sum(second.calls) == 8
+
+    async def both():
+        batcher = Batcher(double, max_batch_size=64, batch_timeout_micros=20_000)
+        try:
+            await asyncio.gather(*(batcher.predict(m, np.ones((2, 4), np.float32))
+                                   for m in (first, second) * 4))
+        finally:
+            batcher.close()
+
+    run(both)
+    assert first.calls == second.calls == [8]
 
 
 def test_a_failing_batch_fails_only_its_own_requests():
     broken = FakeModel(fail_with=RuntimeError("bad weights"))
     healthy = FakeModel()
-    batcher = Batcher(double, max_batch_size=64, batch_timeout_micros=20_000)
-    outcomes = []
 
-    def call(model):
+    async def mixed():
+        batcher = Batcher(double, max_batch_size=64, batch_timeout_micros=20_000)
         try:
-            return batcher.predict(model, np.ones((2, 4), np.float32))
-        except RuntimeError as error:
-            outcomes.append(str(error))
-            return None
+            return await asyncio.gather(
+                *(batcher.predict(m, np.ones((2, 4), np.float32)) for m in (broken, healthy) * 3),
+                return_exceptions=True)
+        finally:
+            batcher.close()
 
-    try:
-        results = run_concurrently([lambda: call(broken), lambda: call(healthy)] * 3)
-    finally:
-        batcher.close()
-    assert outcomes == ["bad weights"] * 3
+    results = run(mixed)
+    assert [str(error) for error in results[0::2]] == ["bad weights"] * 3
     for result in results[1::2]:
         np.testing.assert_array_equal(result, np.full((2, 4), 2, np.float32))
+
+
+def test_a_cancelled_request_takes_its_queued_rows_out():
+    gate = threading.Event()
+    model = FakeModel(gate=gate)
+
+    async def cancel_one():
+        batcher = Batcher(double, max_batch_size=64, batch_timeout_micros=0)
+        try:
+            running = asyncio.ensure_future(batcher.predict(model, np.ones((1, 4), np.float32)))
+            while not model.entered.is_set():
+                await asyncio.sleep(0.001)
+            gone = asyncio.ensure_future(batcher.predict(model, np.ones((3, 4), np.float32)))
+            kept = asyncio.ensure_future(batcher.predict(model, np.ones((2, 4), np.float32)))
+            await asyncio.sleep(0)
+            assert batcher.queued_rows == 5
+            gone.cancel()
+            await asyncio.sleep(0)
+            assert batcher.queued_rows == 2
+            gate.set()
+            await asyncio.gather(running, kept)
+        finally:
+            gate.set()
+            batcher.close()
+
+    run(cancel_one)
+    assert model.calls == [1, 2]  # the cancelled request's 3 rows were never predicted
 
 
 def test_full_queue_refuses_at_once_and_close_fails_waiting_requests():
     gate = threading.Event()
     model = FakeModel(gate=gate)
-    batcher = Batcher(double, max_batch_size=2, batch_timeout_micros=0, max_enqueued_batches=1)
-    outcomes = []
 
-    def call(rows):
-        try:
-            batcher.predict(model, np.ones((rows, 4), np.float32))
-            outcomes.append("ok")
-        except (BatchQueueFull, BatcherClosed) as error:
-            outcomes.append(type(error).__name__)
-
-    running = threading.Thread(target=call, args=(2,))
-    running.start()
-    assert model.entered.wait(10)  # the first request runs the batch of its 2 rows
-    waiting = threading.Thread(target=call, args=(2,))
-    waiting.start()  # fills the queue (limit: 1 batch of 2 rows)
-    wait_until(lambda: batcher._queued_rows == 2)
-    try:
+    async def overload():
+        batcher = Batcher(double, max_batch_size=2, batch_timeout_micros=0,
+                          max_enqueued_batches=1)
+        running = asyncio.ensure_future(batcher.predict(model, np.ones((2, 4), np.float32)))
+        while not model.entered.is_set():  # the first batch, of its 2 rows, is running
+            await asyncio.sleep(0.001)
+        waiting = asyncio.ensure_future(batcher.predict(model, np.ones((2, 4), np.float32)))
+        await asyncio.sleep(0)
+        assert batcher.queued_rows == 2  # the queue is full: 1 batch of 2 rows
         with pytest.raises(BatchQueueFull, match="the batch queue is full"):
-            batcher.predict(model, np.ones((1, 4), np.float32))
-    finally:
+            await batcher.predict(model, np.ones((1, 4), np.float32))
         batcher.close()
+        with pytest.raises(BatcherClosed):
+            await waiting
+        with pytest.raises(BatcherClosed):
+            await batcher.predict(model, np.ones((1, 4), np.float32))
         gate.set()
-        running.join(10)
-        waiting.join(10)
-    assert sorted(outcomes) == ["BatcherClosed", "ok"]
-    with pytest.raises(BatcherClosed):
-        batcher.predict(model, np.ones((1, 4), np.float32))
+        return await running
+
+    try:
+        np.testing.assert_array_equal(run(overload), np.full((2, 4), 2, np.float32))
+    finally:
+        gate.set()
 
 
 @pytest.mark.parametrize("option", ["max_batch_size", "num_batch_threads",

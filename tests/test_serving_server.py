@@ -1,7 +1,7 @@
-"""The built-in server as a process (ready line, SIGTERM), graceful drain, the command line
-(and the one line it says about a base path or port it cannot use), and the same app under
-gunicorn with two workers."""
+"""The server as a process (ready line, SIGTERM), graceful drain, the command line (and the
+one line it says about a base path or port it cannot use), and two worker processes."""
 
+import contextlib
 import json
 import os
 import queue
@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -25,7 +24,7 @@ from test_serving_support import (
 
 from minidl.model import load_model
 from minidl.serving import build_arg_parser, main
-from minidl.serving.server import make_server
+from minidl.serving.engine import ServingServer
 
 ROWS = [[0.1, -0.2, 0.3, 0.4], [1.0, 2.0, -3.0, 0.5]]
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -130,87 +129,89 @@ def test_flags_are_tensorflow_model_servers():
         parser.parse_args(["--max_batch_size", "0"])
 
 
-def test_drain_lets_the_request_in_progress_finish(tmp_path):
+@contextlib.contextmanager
+def server_thread(app, **options):
+    """A ServingServer for ``app`` serving in a thread; joined (bounded) at exit."""
+    server = ServingServer(app, "127.0.0.1", 0, **options)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    try:
+        wait_until(lambda: server.started or not thread.is_alive(), timeout=30)
+        yield server, thread
+    finally:
+        server.shutdown()
+        thread.join(30)
+
+
+def test_sigterm_drain_lets_the_request_in_progress_finish(tmp_path):
     gate = threading.Event()
     app, model = gated_app(tmp_path, gate)
-    server = make_server(app, "127.0.0.1", 0)
-    loop = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    loop.start()
     result: dict = {}
-    client = threading.Thread(target=lambda: result.setdefault("response", requests.post(
-        server.url + "/v1/models/m:predict", json={"instances": ROWS}, timeout=20)))
-    try:
+    with server_thread(app, grace_seconds=10) as (server, thread):
+        client = threading.Thread(target=lambda: result.setdefault("response", requests.post(
+            server.url + "/v1/models/m:predict", json={"instances": ROWS}, timeout=20)))
         client.start()
         assert model.entered.wait(10)
-        server.shutdown()  # no new connections from here on
-        server.server_close()
-        threading.Timer(0.2, gate.set).start()
-        started = time.monotonic()
-        assert server.drain(10.0) is True
-        assert time.monotonic() - started < 5
-    finally:
+        server.shutdown()  # what SIGTERM does: no new connections from here on
+        wait_until(lambda: not _accepts(server.server_address), timeout=10)
+        assert thread.is_alive()  # still waiting for the request in progress
         gate.set()
+        thread.join(10)
+        assert not thread.is_alive()
         client.join(20)
-        loop.join(5)
-        app.close()
     assert result["response"].status_code == 200
     assert result["response"].headers["Connection"] == "close"
+
+
+def _accepts(address):
+    try:
+        with socket.create_connection(address, timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def test_drain_gives_up_after_the_grace_period(tmp_path):
     gate = threading.Event()
     app, model = gated_app(tmp_path, gate)
-    server = make_server(app, "127.0.0.1", 0)
-    loop = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    loop.start()
     outcome: dict = {}
 
-    def stuck_client():
+    def stuck_client(url):
         try:
-            requests.post(server.url + "/v1/models/m:predict", json={"instances": ROWS},
-                          timeout=20)
+            outcome["response"] = requests.post(url + "/v1/models/m:predict",
+                                                json={"instances": ROWS}, timeout=20)
         except requests.ConnectionError as error:
             outcome["error"] = error
 
-    client = threading.Thread(target=stuck_client)
     try:
-        client.start()
-        assert model.entered.wait(10)
-        server.shutdown()
-        server.server_close()
-        started = time.monotonic()
-        assert server.drain(0.3) is False
-        assert time.monotonic() - started < 3
+        with server_thread(app, grace_seconds=1) as (server, thread):
+            client = threading.Thread(target=stuck_client, args=(server.url,))
+            client.start()
+            assert model.entered.wait(10)
+            server.shutdown()
+            thread.join(10)  # the grace period is 1 s; the predict is held for good
+            assert not thread.is_alive()
+            client.join(20)
     finally:
         gate.set()
-        client.join(20)
-        loop.join(5)
-        app.close()
-    assert "error" in outcome  # its connection was cut at the end of the grace period
+    # its connection was cut at the end of the grace period, answered or not
+    assert "error" in outcome or outcome["response"].status_code >= 500
 
 
-def test_gunicorn_with_two_workers_serves_the_same_answers(tmp_path):
-    pytest.importorskip("gunicorn")
+def test_two_worker_processes_serve_the_same_answers_and_each_polls(tmp_path):
     save_version(tmp_path, 1, seed=4)
     oracle = load_model(str(tmp_path / "1" / "model.npz"))
     port = free_port()
-    # batching on: its threads, like the poller's, must start in each worker after the fork
-    factory = (f'minidl.serving:create_app(model_name="m", model_base_path="{tmp_path}", '
-               "enable_batching=True, file_system_poll_wait_seconds=0.1)")
-    log = tmp_path / "gunicorn.log"
-    process = start_process(["-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}",
-                             "--graceful-timeout", "5", factory], log)
+    log = tmp_path / "workers.log"
+    # batching on: its threads, like the poller's, start in each worker
+    process = start_process(["-m", "minidl", "serve", "--model_name", "m",
+                             "--model_base_path", str(tmp_path), "--rest_api_port", str(port),
+                             "--workers", "2", "--enable_batching",
+                             "--file_system_poll_wait_seconds", "0.1"], log)
     url = f"http://127.0.0.1:{port}"
-
-    def ready():
-        try:
-            return requests.get(url + "/v1/models/m", timeout=2).status_code == 200
-        except requests.ConnectionError:
-            assert process.poll() is None, log.read_text()
-            return False
-
     try:
-        wait_until(ready, timeout=30, interval=0.1)
+        assert read_ready_line(process).startswith(f"minidl serving on {url} (worker ")
+        assert read_ready_line(process).startswith(f"minidl serving on {url} (worker ")
         expected = oracle.predict(np.asarray(ROWS, np.float32))
         for _ in range(10):
             with requests.Session() as session:  # a new connection: any worker may take it
@@ -226,7 +227,8 @@ def test_gunicorn_with_two_workers_serves_the_same_answers(tmp_path):
         def all_on_version_2():
             versions = set()
             for _ in range(6):
-                status = requests.get(url + "/v1/models/m", timeout=5).json()
+                with requests.Session() as session:
+                    status = session.get(url + "/v1/models/m", timeout=5).json()
                 versions.add(status["model_version_status"][0]["version"])
             return versions == {"2"}
 
@@ -237,6 +239,51 @@ def test_gunicorn_with_two_workers_serves_the_same_answers(tmp_path):
         assert bad.status_code == 400 and "JSON Parse error" in bad.json()["error"]
     finally:
         assert stop(process) == 0, log.read_text()
+    assert "Traceback" not in log.read_text()
+
+
+def test_tls_serves_https_with_the_given_certificate_and_refuses_plain_http(tmp_path):
+    trustme = pytest.importorskip("trustme")  # in the test extra: never skipped there
+    authority = trustme.CA()
+    certificate = authority.issue_cert("127.0.0.1")
+    cert_file, key_file, ca_file = (tmp_path / name for name in ("cert.pem", "key.pem", "ca.pem"))
+    certificate.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
+    certificate.private_key_pem.write_to_path(str(key_file))
+    authority.cert_pem.write_to_path(str(ca_file))
+    save_version(tmp_path / "m", 1, seed=2)
+    oracle = load_model(str(tmp_path / "m" / "1" / "model.npz"))
+    log = tmp_path / "server.log"
+    process = start_process(["-m", "minidl", "serve", "--model_name", "m", "--model_base_path",
+                             str(tmp_path / "m"), "--rest_api_port", "0", "--ssl_certfile",
+                             str(cert_file), "--ssl_keyfile", str(key_file)], log)
+    try:
+        line = read_ready_line(process)
+        assert line.startswith("minidl serving on https://127.0.0.1:"), line
+        url = line.split(" on ", 1)[1].strip()
+        answer = requests.post(url + "/v1/models/m:predict", json={"instances": ROWS},
+                               verify=str(ca_file), timeout=10)
+        np.testing.assert_array_equal(np.asarray(answer.json()["predictions"], np.float32),
+                                      oracle.predict(np.asarray(ROWS, np.float32)))
+        with pytest.raises(requests.exceptions.SSLError):  # a certificate nobody vouches for
+            requests.get(url + "/v1/models/m", timeout=10)
+        with pytest.raises(requests.ConnectionError):  # plain HTTP on the TLS port
+            requests.get(url.replace("https://", "http://") + "/v1/models/m", timeout=10)
+        assert requests.get(url + "/v1/models/m", verify=str(ca_file), timeout=10).ok
+    finally:
+        assert stop(process) == 0, log.read_text()
+    # idle TLS connections are cut at once, not waited for until the grace period ends
+    assert "graceful shutdown exceeded" not in log.read_text()
+
+
+def test_tls_needs_both_the_certificate_and_the_key(tmp_path, capsys):
+    save_version(tmp_path, 1)
+    with pytest.raises(SystemExit):
+        main(["--model_base_path", str(tmp_path), "--ssl_certfile", "cert.pem"])
+    assert "give both --ssl_certfile and --ssl_keyfile" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--model_base_path", str(tmp_path), "--ssl_certfile", str(tmp_path / "c.pem"),
+              "--ssl_keyfile", str(tmp_path / "k.pem")])
+    assert f"--ssl_certfile {tmp_path / 'c.pem'}: no such file" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- base paths, ports it cannot use

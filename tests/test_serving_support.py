@@ -17,7 +17,8 @@ import numpy as np
 
 from minidl.layers import Dense
 from minidl.model import Sequential
-from minidl.serving import ModelConfig, ModelManager, ServingApp, make_server
+from minidl.serving import ModelConfig, ModelManager, ServingApp
+from minidl.serving.engine import serving_in_thread
 
 INPUT_DIM = 4
 OUTPUT_DIM = 3
@@ -78,29 +79,10 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(app: Any, **server_options: Any) -> Iterator[tuple[Any, threading.Thread]]:
-    """Serve ``app`` on 127.0.0.1 (a free port) in a thread; yields the server (for shutdown
-    and drain) and the thread running ``serve_forever``. Stops both, and the app, at exit."""
-    server = make_server(app, "127.0.0.1", 0, **server_options)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    try:
-        yield server, thread
-    finally:
-        server.shutdown()
-        server.server_close()
-        server.drain(1.0)
-        thread.join(5)
-        close = getattr(app, "close", None)
-        if close is not None:
-            close()
-
-
-@contextlib.contextmanager
 def running_server(app: Any, **server_options: Any) -> Iterator[str]:
-    """Serve ``app`` on 127.0.0.1 (a free port) in a thread; yields the base URL."""
-    with serving(app, **server_options) as (server, _):
+    """Serve ``app`` on 127.0.0.1 (a free port) in a thread; yields the base URL. Stops the
+    server, and with it the app, at exit."""
+    with serving_in_thread(app, **server_options) as server:
         yield server.url
 
 

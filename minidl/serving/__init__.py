@@ -1,7 +1,7 @@
 """minidl.serving: a TensorFlow-Serving-compatible REST server for minidl models.
 
-``create_app(...)`` returns a WSGI application (run it with the built-in server via
-``serve``/``main``, or with gunicorn); ``ModelManager`` loads and hot-swaps model versions.
+``create_app(...)`` returns an ASGI application; ``serve`` runs it under uvicorn
+(``minidl serve`` / ``main``); ``ModelManager`` loads and hot-swaps model versions.
 See docs/serving.md.
 """
 
@@ -9,7 +9,6 @@ from minidl.serving.app import ServingApp, create_app
 from minidl.serving.cli import build_arg_parser, main
 from minidl.serving.config import ModelConfig, VersionPolicy, parse_model_config
 from minidl.serving.models import ModelManager
-from minidl.serving.server import make_server, serve
 
 __all__ = [
     "ModelConfig",
@@ -19,7 +18,5 @@ __all__ = [
     "build_arg_parser",
     "create_app",
     "main",
-    "make_server",
     "parse_model_config",
-    "serve",
 ]

@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
 from minidl.serving.app import create_app
-from minidl.serving.server import serve
 
 
 def _flag_bool(text: str) -> bool:
@@ -62,8 +62,15 @@ def build_arg_parser(prog: str = "minidl serve") -> argparse.ArgumentParser:
         help="port (default 8501; 0 picks a free one, printed when ready)")
     add("--rest_api_host", default="127.0.0.1",
         help="address to listen on (default 127.0.0.1; TF Serving uses 0.0.0.0)")
-    add("--rest_api_num_threads", type=_positive_int, default=64,
-        help="connections served at once; one more is answered 503 (default 64)")
+    add("--rest_api_num_threads", type=_positive_int, default=None,
+        help="threads running unbatched predicts off the event loop, per worker (default "
+             "4 per CPU)")
+    add("--max_connections", type=_positive_int, default=1000,
+        help="open connections per worker; one more is answered 503 (default 1000)")
+    add("--workers", type=_positive_int, default=1,
+        help="server processes on the port, each loading and polling the models (default 1)")
+    add("--ssl_certfile", default=None, help="serve HTTPS with this PEM certificate (chain)")
+    add("--ssl_keyfile", default=None, help="the private key of --ssl_certfile (PEM)")
     add("--rest_api_enable_cors_support", type=_flag_bool, nargs="?", const=True,
         default=False, help="add CORS headers and answer preflight OPTIONS requests")
     add("--enable_batching", type=_flag_bool, nargs="?", const=True, default=False,
@@ -98,20 +105,31 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(message)s")
     if args.model_base_path is None and args.model_config_file is None:
         parser.error("give --model_base_path (and --model_name) or --model_config_file")
+    if (args.ssl_certfile is None) != (args.ssl_keyfile is None):
+        parser.error("give both --ssl_certfile and --ssl_keyfile, or neither")
+    for flag, path in (("--ssl_certfile", args.ssl_certfile), ("--ssl_keyfile", args.ssl_keyfile)):
+        if path is not None and not os.path.isfile(path):
+            parser.error(f"{flag} {path}: no such file")
+    arguments = dict(
+        model_name=args.model_name, model_base_path=args.model_base_path,
+        model_config_file=args.model_config_file, enable_batching=args.enable_batching,
+        max_batch_size=args.max_batch_size, batch_timeout_micros=args.batch_timeout_micros,
+        num_batch_threads=args.num_batch_threads, max_enqueued_batches=args.max_enqueued_batches,
+        api_key_file=args.api_key_file,
+        file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
+        max_body_bytes=args.max_body_bytes, enable_cors=args.rest_api_enable_cors_support,
+        max_enqueued_requests=args.max_enqueued_requests,
+        predict_threads=args.rest_api_num_threads)
     try:
-        app = create_app(
-            args.model_name, args.model_base_path, model_config_file=args.model_config_file,
-            enable_batching=args.enable_batching, max_batch_size=args.max_batch_size,
-            batch_timeout_micros=args.batch_timeout_micros,
-            num_batch_threads=args.num_batch_threads,
-            max_enqueued_batches=args.max_enqueued_batches, api_key_file=args.api_key_file,
-            file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
-            max_body_bytes=args.max_body_bytes, enable_cors=args.rest_api_enable_cors_support,
-            max_enqueued_requests=args.max_enqueued_requests)
+        from minidl.serving.engine import serve
+
+        app = create_app(**arguments)
         # a base path that is a file: say so and stop, rather than wait for it to change
         app.manager.check_base_paths()
-        return serve(app, args.rest_api_host, args.rest_api_port,
-                     max_connections=args.rest_api_num_threads)
+        return serve(app if args.workers == 1 else arguments, args.rest_api_host,
+                     args.rest_api_port, workers=args.workers,
+                     max_connections=args.max_connections, ssl_certfile=args.ssl_certfile,
+                     ssl_keyfile=args.ssl_keyfile)
     except (ValueError, OSError) as error:
         message = str(error)
         # only binding the listening socket fails this way: name the flag that chose the port

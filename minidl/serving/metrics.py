@@ -7,7 +7,7 @@ A scrape renders every family as::
     minidl_requests_total{model="digits",version="2",code="200"} 17
 
 Histograms follow Prometheus' convention: cumulative ``_bucket{le="..."}`` lines ending with
-``le="+Inf"``, then ``_sum`` and ``_count``. Each process keeps its own numbers (under gunicorn
+``le="+Inf"``, then ``_sum`` and ``_count``. Each process keeps its own numbers (with --workers
 every worker answers for itself, like ``prometheus_client`` without its multiprocess mode).
 """
 

@@ -222,7 +222,8 @@ class ModelManager:
 
     def start(self) -> None:
         """Scan once now (so the first answer can already be served), then poll in the
-        background. Idempotent; in a forked child (gunicorn worker) it starts afresh."""
+        background. Idempotent; in a forked child (a pre-forking engine's worker) it starts
+        afresh."""
         pid = os.getpid()
         if self._started_pid == pid:
             return
@@ -373,7 +374,8 @@ class ModelManager:
         return slot
 
     def label_version(self, name: str, label: str) -> int:
-        """The version a configured label points at (404 when the label is unknown)."""
+        """The version a configured label points at; ServableNotFound when the label is
+        unknown (the REST routes answer that with TF Serving's 400)."""
         version = self._slot(name).config.version_labels.get(label)
         if version is None:
             raise ServableNotFound(f"Unrecognized servable version label: {label}")
@@ -385,6 +387,8 @@ class ModelManager:
         Raises ServableNotFound (unknown model or version) or ServableUnavailable (known
         model, nothing loaded yet).
         """
+        if version is not None and name not in self._slots:
+            raise ServableNotFound(f"Servable not found for request: Specific({name}, {version})")
         slot = self._slot(name)
         served = slot.served  # one read: the snapshot cannot change under us
         if version is None:
@@ -401,6 +405,8 @@ class ModelManager:
         """``model_version_status`` entries, highest version first."""
         slot = self._slots.get(name)
         if slot is None:
+            if version is not None:
+                raise ServableNotFound(f"Could not find version {version} of model {name}")
             raise ServableNotFound(f"Could not find any versions of model {name}")
         with self._lock:
             records = sorted(slot.records.values(), key=lambda r: r.version, reverse=True)

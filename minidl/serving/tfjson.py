@@ -1,0 +1,461 @@
+"""JSON as TF Serving reads and writes it (rapidjson, in ``json_tensor.cc``).
+
+Reading: Python's C parser, made to answer as rapidjson does with ``kParseNanAndInfFlag``:
+``NaN``, ``Infinity`` and ``-Infinity`` are numbers, a number a double cannot hold is an
+error (Python's parser makes it inf), the first of repeated keys counts, a NUL byte ends the
+document, and errors are rapidjson's texts with its byte offsets (``JSON Parse error: Invalid
+value. at offset: 0``). A document nested deeper than Python's parser goes (about 1000
+levels, its recursion limit) is read by :func:`loads_deep`, a parser without recursion.
+
+Writing: numbers as TF Serving's WriteDecimal writes them (six significant digits when they
+give the number back, else all it takes; ``NaN``, ``Infinity``); values quoted in messages
+as rapidjson's pretty writer writes them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+import struct
+from json.decoder import scanstring
+from typing import Any
+
+import numpy as np
+
+from minidl.serving.errors import InvalidArgument
+
+# nesting a document may have; TF Serving's recursive parser has no limit but its stack
+MAX_DEPTH = 10_000
+# characters of a JSON value quoted in an error message (TF Serving quotes it whole)
+MAX_QUOTED = 200
+_FLOAT32 = struct.Struct("f")
+
+
+class DeeplyNested(Exception):
+    """The document is nested deeper than the C parser goes: read it with
+    :func:`loads_deep` (slower; callers run it off the event loop)."""
+
+    def __init__(self, body: bytes) -> None:
+        super().__init__("deeply nested JSON")
+        self.body = body
+
+
+# ---------------------------------------------------------------- writing
+
+def decimal(value: float, digits: int) -> str:
+    """``value`` as TF Serving writes a decimal: six significant digits when they give the
+    number back, else ``digits`` (9 for float32, 17 for float64); ``.0`` on whole numbers;
+    ``NaN``, ``Infinity``, ``-Infinity``."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "-Infinity" if value < 0 else "Infinity"
+    text = f"{value:g}"
+    back = float(text)
+    if digits == 9:  # the float32 nearest to the text
+        try:
+            back = _FLOAT32.unpack(_FLOAT32.pack(back))[0]
+        except OverflowError:
+            back = math.inf
+    if back != value:
+        text = f"{value:.{digits}g}"
+    if "." not in text and "e" not in text:
+        text += ".0"
+    return text
+
+
+def _decimal_texts(values: np.ndarray) -> list[str]:
+    """:func:`decimal` of every value of a float array, vectorised where it can be."""
+    floats = values.ravel()
+    digits = 9 if floats.dtype == np.float32 else 17
+    if floats.dtype not in (np.float32, np.float64):
+        floats = floats.astype(np.float64)
+    numbers = floats.tolist()
+    if len(numbers) <= 64:  # NumPy's calls cost more than they save
+        return [decimal(v, digits) for v in numbers]
+    texts = [f"{v:g}" for v in numbers]
+    with np.errstate(all="ignore"):
+        back = np.array(texts, dtype=floats.dtype)
+    finite = np.isfinite(floats)
+    for i in np.flatnonzero((back != floats) & finite).tolist():
+        texts[i] = f"{numbers[i]:.{digits}g}"
+    texts = [t if "." in t or "e" in t else t + ".0" for t in texts]
+    for i in np.flatnonzero(~finite).tolist():  # "nan", "inf": TF Serving's tokens instead
+        texts[i] = decimal(numbers[i], digits)
+    return texts
+
+
+def tensor_json(values: np.ndarray) -> str:
+    """A tensor as the JSON text TF Serving writes for it (nested lists)."""
+    values = np.asarray(values)
+    if values.dtype.kind == "f":
+        texts = _decimal_texts(values)
+    elif values.dtype.kind == "b":
+        texts = ["true" if v else "false" for v in values.ravel().tolist()]
+    else:
+        texts = [str(v) for v in values.ravel().tolist()]
+    shape = values.shape
+    for axis in range(len(shape) - 1, -1, -1):
+        size, groups = shape[axis], math.prod(shape[:axis])
+        if size == 0:
+            texts = ["[]"] * groups
+        else:
+            texts = ["[" + ", ".join(texts[i:i + size]) + "]"
+                     for i in range(0, len(texts), size)]
+    return texts[0]
+
+
+# ---------------------------------------------------------------- values in messages
+
+def type_name(value: Any) -> str:
+    """rapidjson's name for the type of a JSON value."""
+    if value is True:
+        return "True"
+    if value is False:
+        return "False"
+    if value is None:
+        return "Null"
+    if isinstance(value, str):
+        return "String"
+    if isinstance(value, dict):
+        return "Object"
+    if isinstance(value, list):
+        return "Array"
+    return "Number"
+
+
+def _scalar_text(value: Any) -> str:
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, int) and -2 ** 63 <= value < 2 ** 64:
+        return str(value)
+    return decimal(float(value), 17)  # floats, and integers only a double holds
+
+
+def quote(value: Any, limit: int = MAX_QUOTED) -> str:
+    """A JSON value as TF Serving quotes it in messages (rapidjson's pretty writer: four
+    spaces a level), cut after ``limit`` characters. Iterative: values may be deep."""
+    out: list[str] = []
+    length = 0
+    stack: list[Any] = [(value, 0)]
+    while stack and length <= limit:
+        item, indent = stack.pop()
+        if isinstance(item, str) and indent < 0:  # punctuation queued below
+            text = item
+        elif isinstance(item, (list, dict)) and item:
+            pad = "\n" + " " * 4 * (indent + 1)
+            close = ("\n" + " " * 4 * indent + ("]" if isinstance(item, list) else "}"), -1)
+            # each entry takes two characters at least: more than limit cannot be shown
+            entries = itertools.islice(item.items() if isinstance(item, dict)
+                                       else enumerate(item), limit + 1)
+            queued: list[Any] = []
+            for n, (key, child) in enumerate(entries):
+                lead = ("[" if isinstance(item, list) else "{") if n == 0 else ","
+                prefix = lead + pad + (json.dumps(key, ensure_ascii=False) + ": "
+                                       if isinstance(item, dict) else "")
+                queued += [(prefix, -1), (child, indent + 1)]
+            stack.append(close)
+            stack.extend(reversed(queued))
+            continue
+        elif isinstance(item, list):
+            text = "[]"
+        elif isinstance(item, dict):
+            text = "{}"
+        else:
+            text = _scalar_text(item)
+        out.append(text)
+        length += len(text)
+    text = "".join(out)
+    return text if length <= limit and not stack else text[:limit] + "..."
+
+
+# ---------------------------------------------------------------- reading
+
+_WHITESPACE = " \t\n\r"
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?', re.DOTALL)
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NUMBER = re.compile(r"(-?(?:0|[1-9][0-9]*))(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+_CONSTANTS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf,
+              "true": True, "false": False, "null": None}
+
+# rapidjson's texts (GetParseError_En) for the errors Python's parser reports
+_MISS_NAME = "Missing a name for object member."
+_INVALID_VALUE = "Invalid value."
+_TOO_BIG = "Number too big to be stored in double."
+_PARSE_ERRORS = [
+    ("Expecting property name enclosed in double quotes", _MISS_NAME),
+    ("Illegal trailing comma before end of object", _MISS_NAME),
+    ("Illegal trailing comma before end of array", _INVALID_VALUE),
+    ("Expecting ':' delimiter", "Missing a colon after a name of object member."),
+    ("Unterminated string", "Missing a closing quotation mark in string."),
+    ("Invalid control character", "Invalid encoding in string."),
+    ("Invalid \\escape", "Invalid escape character in string."),
+    ("Invalid \\uXXXX escape", "Incorrect hex digit after \\u escape in string."),
+    ("Extra data", "The document root must not be followed by other values."),
+]
+
+
+def _first_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # rapidjson's FindMember finds the first of repeated keys; Python's dict keeps the last
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        result.setdefault(key, value)
+    return result
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_first_wins)
+
+
+class _ParseError(Exception):
+    def __init__(self, kind: str, offset: int) -> None:
+        super().__init__(kind)
+        self.kind = kind
+        self.offset = offset
+
+
+def _innermost_container(text: str, pos: int) -> str:
+    """``[`` or ``{``: the innermost container still open at ``pos`` (in C: strings are cut
+    out by a regex and the brackets counted with NumPy)."""
+    head = _STRING.sub(b"", text[:pos].encode("utf-8", "surrogateescape"))
+    marks = np.frombuffer(head, dtype=np.uint8)
+    opening = (marks == ord("[")) | (marks == ord("{"))
+    closing = (marks == ord("]")) | (marks == ord("}"))
+    steps = opening.astype(np.int64) - closing
+    depth = np.cumsum(steps)
+    if not len(depth):
+        return "["
+    final = depth[-1]
+    openers = np.flatnonzero(opening & (depth == final))
+    return "[" if not len(openers) else chr(marks[openers[-1]])
+
+
+def _rapidjson_error(message: str, text: str, pos: int) -> _ParseError:
+    """rapidjson's error (text, character position) for an error of Python's parser."""
+    char = text[pos] if pos < len(text) else ""
+    before = text[pos - 1] if pos > 0 else ""
+    if message.startswith(("Extra data", "Expecting ',' delimiter")) and before.isdigit():
+        if char == ".":
+            return _ParseError("Miss fraction part in number.", pos + 1)
+        if char in ("e", "E"):
+            return _ParseError("Miss exponent in number.", pos + 1)
+    if message.startswith("Expecting value"):
+        if pos >= len(text) and not text[:pos].strip(_WHITESPACE):
+            return _ParseError("The document is empty.", pos)
+        return _ParseError(_INVALID_VALUE, pos)
+    if message.startswith("Expecting ',' delimiter"):
+        if _innermost_container(text, pos) == "{":
+            return _ParseError("Missing a comma or '}' after an object member.", pos)
+        return _ParseError("Missing a comma or ']' after an array element.", pos)
+    if message.startswith("Unterminated string"):
+        return _ParseError("Missing a closing quotation mark in string.", len(text))
+    for start, kind in _PARSE_ERRORS:
+        if message.startswith(start):
+            return _ParseError(kind, pos)
+    return _ParseError(_INVALID_VALUE, pos)
+
+
+# bytes of numbers reduced to four kinds: a digit "0", an exponent mark "e", a sign "+",
+# anything else " "; searching the reduced bytes is C-speed (a regex takes 40 ns a byte)
+_NUMBER_KINDS = bytes((ord("0") if chr(b).isdigit() and b < 128 else
+                       ord("e") if b in b"eE" else ord("+") if b in b"+-" else ord(" "))
+                      for b in range(256))
+
+
+def _may_hold_big_numbers(raw: bytes) -> bool:
+    """Whether ``raw`` holds 200 digits in a row or an exponent of 3 digits or more: what a
+    number needs to be beyond a double (over 1.8e308)."""
+    kinds = raw.translate(_NUMBER_KINDS)
+    if b"0" * 200 in kinds:
+        return True
+    marks = kinds.count(b"e")
+    if marks <= 1000:  # one look after each exponent mark; beyond, NumPy is faster
+        at = kinds.find(b"e")
+        while at >= 0:
+            digits = at + 1 + (kinds[at + 1:at + 2] == b"+")
+            if kinds[digits:digits + 3] == b"000":
+                return True
+            at = kinds.find(b"e", at + 1)
+        return False
+    data = np.frombuffer(kinds + b"    ", dtype=np.uint8)
+    marks = np.flatnonzero(data[:-4] == ord("e"))
+    marks += 1 + (data[marks + 1] == ord("+"))
+    digit = ord("0")
+    return bool(((data[marks] == digit) & (data[marks + 1] == digit)
+                 & (data[marks + 2] == digit)).any())
+
+
+def _too_big_number(text: str, raw: bytes) -> int | None:
+    """Where the first number a double cannot hold starts in ``text`` (rapidjson refuses it
+    while parsing; Python's parser makes it inf or a long int), or None. ``raw``: bytes
+    holding those of ``text``, searched first: nearly always no number can be too big."""
+    if not _may_hold_big_numbers(raw):
+        return None
+    for match in _TOKEN.finditer(text):
+        token = match.group()
+        if token[0] != '"' and math.isinf(float(token)):
+            return match.start()
+    return None
+
+
+def _decode_body(body: bytes) -> tuple[str, bytes, int]:
+    """The body as text, its bytes, and the bytes skipped before them (a UTF-8 byte order
+    mark).
+
+    As rapidjson reads a buffer: a NUL byte ends it, bytes that are not UTF-8 pass
+    (inside strings; anywhere else they are an invalid value)."""
+    raw = body.split(b"\0", 1)[0]
+    skipped = 3 if raw.startswith(b"\xef\xbb\xbf") else 0
+    raw = raw[skipped:]
+    return raw.decode("utf-8", "surrogateescape"), raw, skipped
+
+
+def loads(body: bytes) -> Any:
+    """The JSON value of a body, read as rapidjson reads it. Raises InvalidArgument with
+    TF Serving's message, or :class:`DeeplyNested`."""
+    if not body:
+        raise InvalidArgument("JSON Parse error: The document is empty")
+    text, raw, skipped = _decode_body(body)
+    try:
+        value = _DECODER.decode(text)
+    except RecursionError:
+        raise DeeplyNested(body) from None
+    except json.JSONDecodeError as error:
+        raise _parse_error(error, text, raw, skipped) from None
+    except ValueError:  # an integer of more digits than int() converts
+        big = _too_big_number(text, raw)
+        raise _error(_ParseError(_TOO_BIG, big or 0), text, skipped) from None
+    _check_numbers(text, raw, skipped)
+    return value
+
+
+def loads_deep(body: bytes) -> Any:
+    """:func:`loads` for a document nested deeper than Python's parser goes: the same
+    answers, from a parser without recursion (up to :data:`MAX_DEPTH` levels)."""
+    if not body:
+        raise InvalidArgument("JSON Parse error: The document is empty")
+    text, raw, skipped = _decode_body(body)
+    try:
+        value = _parse_iteratively(text)
+    except json.JSONDecodeError as error:
+        raise _parse_error(error, text, raw, skipped) from None
+    _check_numbers(text, raw, skipped)
+    return value
+
+
+def _parse_error(error: json.JSONDecodeError, text: str, raw: bytes,
+                 skipped: int) -> InvalidArgument:
+    problem = _rapidjson_error(error.msg, text, error.pos)
+    big = _too_big_number(text[:error.pos], raw)  # an error of rapidjson's before Python's
+    if big is not None:
+        problem = _ParseError(_TOO_BIG, big)
+    return _error(problem, text, skipped)
+
+
+def _check_numbers(text: str, raw: bytes, skipped: int) -> None:
+    big = _too_big_number(text, raw)
+    if big is not None:
+        raise _error(_ParseError(_TOO_BIG, big), text, skipped)
+
+
+def _error(problem: _ParseError, text: str, skipped: int) -> InvalidArgument:
+    offset = len(text[:problem.offset].encode("utf-8", "surrogateescape")) + skipped
+    return InvalidArgument(f"JSON Parse error: {problem.kind} at offset: {offset}")
+
+
+def _parse_iteratively(text: str) -> Any:
+    """``json.loads(text)`` (first of repeated keys wins) without recursion; errors are
+    Python's (message, position)."""
+
+    def fail(message: str, pos: int) -> json.JSONDecodeError:
+        return json.JSONDecodeError(message, text, pos)
+
+    def skip(pos: int) -> int:
+        while pos < end and text[pos] in _WHITESPACE:
+            pos += 1
+        return pos
+
+    def scalar(pos: int) -> tuple[Any, int]:
+        char = text[pos] if pos < end else ""
+        if char == '"':
+            return scanstring(text, pos + 1, True)
+        match = _NUMBER.match(text, pos)
+        if match is not None and match.group():
+            integer, fraction, exponent = match.groups()
+            number = (float(match.group()) if fraction or exponent else int(integer))
+            return number, match.end()
+        for name, constant in _CONSTANTS.items():
+            if text.startswith(name, pos):
+                return constant, pos + len(name)
+        raise fail("Expecting value", pos)
+
+    end = len(text)
+    # each open container: [the container, its key being read (objects) or None]
+    stack: list[list[Any]] = []
+    pos = skip(0)
+    result: Any = None
+    while True:
+        # a value starts at pos
+        char = text[pos] if pos < end else ""
+        if char in ("[", "{"):
+            if len(stack) >= MAX_DEPTH:
+                raise InvalidArgument(f"JSON Parse error: the document is nested deeper than "
+                                      f"{MAX_DEPTH} levels")
+            container: Any = [] if char == "[" else {}
+            pos = skip(pos + 1)
+            closer = "]" if char == "[" else "}"
+            if pos < end and text[pos] == closer:
+                value, pos = container, pos + 1
+            else:
+                stack.append([container, None])
+                if char == "{":
+                    if pos >= end or text[pos] != '"':
+                        raise fail("Expecting property name enclosed in double quotes", pos)
+                    key, pos = scanstring(text, pos + 1, True)
+                    pos = skip(pos)
+                    if pos >= end or text[pos] != ":":
+                        raise fail("Expecting ':' delimiter", pos)
+                    stack[-1][1] = key
+                    pos = skip(pos + 1)
+                continue
+        else:
+            value, pos = scalar(pos)
+        # the value is complete: put it in its container, closing the ones that end here
+        while True:
+            if not stack:
+                pos = skip(pos)
+                if pos != end:
+                    raise fail("Extra data", pos)
+                result = value
+                return result
+            container, key = stack[-1]
+            if isinstance(container, list):
+                container.append(value)
+            else:
+                container.setdefault(key, value)
+            pos = skip(pos)
+            char = text[pos] if pos < end else ""
+            if char == ",":
+                pos = skip(pos + 1)
+                if isinstance(container, dict):
+                    if pos >= end or text[pos] != '"':
+                        raise fail("Expecting property name enclosed in double quotes", pos)
+                    key, pos = scanstring(text, pos + 1, True)
+                    pos = skip(pos)
+                    if pos >= end or text[pos] != ":":
+                        raise fail("Expecting ':' delimiter", pos)
+                    stack[-1][1] = key
+                    pos = skip(pos + 1)
+                break
+            if char == ("]" if isinstance(container, list) else "}"):
+                stack.pop()
+                value, pos = container, pos + 1
+                continue
+            raise fail("Expecting ',' delimiter", pos)
