@@ -225,7 +225,7 @@ BAD_BODIES = [  # TF Serving's messages (test_serving_tfserving.py has the exact
     (b'{"instances": ' + b"[" * 40 + b"1" + b"]" * 40 + b"}",
      "has shape [1, 1, 1, 1, 1, 1, ... (40 dimensions)] but the model expects [-1, 4]"),
     (b'{"instances": ' + b"[" * 70 + b"1" + b"]" * 70 + b"}", "(70 dimensions)"),
-    (b'{"instances": ' + b"[" * 100000 + b"]" * 100000 + b"}", "nested deeper than 10000"),
+    (b'{"instances": ' + b"[" * 100000 + b"]" * 100000 + b"}", "nested too deeply"),
 ]
 
 

@@ -39,10 +39,10 @@ import numpy as np
 
 from minidl.serving import tfjson
 from minidl.serving.errors import InvalidArgument
-from minidl.serving.tfjson import DeeplyNested, quote
+from minidl.serving.tfjson import quote
 
-__all__ = ["DeeplyNested", "Document", "InvalidArgument", "PredictRequest", "RawJSON",
-           "check_signature", "dtype_name", "encode", "parse_deep_json", "parse_json",
+__all__ = ["Document", "InvalidArgument", "PredictRequest", "RawJSON",
+           "check_signature", "dtype_name", "encode", "parse_json",
            "parse_predict_request", "predict_request", "predict_response", "signature_def"]
 
 SIGNATURE_NAME = "serving_default"
@@ -109,15 +109,9 @@ def parse_json(body: bytes) -> Document:
     """Read a predict body as TF Serving does before it looks the model up: the JSON (see
     :mod:`minidl.serving.tfjson`), a top-level object, ``signature_name`` a string if any.
 
-    Raises InvalidArgument with TF Serving's message, or :class:`DeeplyNested` (then call
-    :func:`parse_deep_json`).
+    Raises InvalidArgument with TF Serving's message.
     """
     return _document(tfjson.loads(body), body)
-
-
-def parse_deep_json(body: bytes) -> Document:
-    """:func:`parse_json` for a document nested deeper than Python's parser goes."""
-    return _document(tfjson.loads_deep(body), body)
 
 
 # ---------------------------------------------------------------- tensors
@@ -386,12 +380,8 @@ def predict_request(document: Document, input_shape: tuple[int, ...],
 def parse_predict_request(body: bytes, input_shape: tuple[int, ...],
                           dtype: np.dtype) -> PredictRequest:
     """:func:`parse_json` then :func:`predict_request`, for a body known to be for this
-    model (deeply nested documents included)."""
-    try:
-        document = parse_json(body)
-    except DeeplyNested:
-        document = parse_deep_json(body)
-    return predict_request(document, input_shape, dtype)
+    model."""
+    return predict_request(parse_json(body), input_shape, dtype)
 
 
 # ---------------------------------------------------------------- metadata

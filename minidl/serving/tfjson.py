@@ -5,7 +5,7 @@ Reading: Python's C parser, made to answer as rapidjson does with ``kParseNanAnd
 error (Python's parser makes it inf), the first of repeated keys counts, a NUL byte ends the
 document, and errors are rapidjson's texts with its byte offsets (``JSON Parse error: Invalid
 value. at offset: 0``). A document nested deeper than Python's parser goes (about 1000
-levels, its recursion limit) is read by :func:`loads_deep`, a parser without recursion.
+levels, its recursion limit) is refused; rapidjson goes as deep as its stack lasts.
 
 Writing: numbers as TF Serving's WriteDecimal writes them (six significant digits when they
 give the number back, else all it takes; ``NaN``, ``Infinity``); values quoted in messages
@@ -19,27 +19,16 @@ import json
 import math
 import re
 import struct
-from json.decoder import scanstring
+import sys
 from typing import Any
 
 import numpy as np
 
 from minidl.serving.errors import InvalidArgument
 
-# nesting a document may have; TF Serving's recursive parser has no limit but its stack
-MAX_DEPTH = 10_000
 # characters of a JSON value quoted in an error message (TF Serving quotes it whole)
 MAX_QUOTED = 200
 _FLOAT32 = struct.Struct("f")
-
-
-class DeeplyNested(Exception):
-    """The document is nested deeper than the C parser goes: read it with
-    :func:`loads_deep` (slower; callers run it off the event loop)."""
-
-    def __init__(self, body: bytes) -> None:
-        super().__init__("deeply nested JSON")
-        self.body = body
 
 
 # ---------------------------------------------------------------- writing
@@ -319,33 +308,20 @@ def _decode_body(body: bytes) -> tuple[str, bytes, int]:
 
 def loads(body: bytes) -> Any:
     """The JSON value of a body, read as rapidjson reads it. Raises InvalidArgument with
-    TF Serving's message, or :class:`DeeplyNested`."""
+    TF Serving's message."""
     if not body:
         raise InvalidArgument("JSON Parse error: The document is empty")
     text, raw, skipped = _decode_body(body)
     try:
         value = _DECODER.decode(text)
     except RecursionError:
-        raise DeeplyNested(body) from None
+        raise InvalidArgument("JSON Parse error: the document is nested too deeply (minidl "
+                              f"reads up to about {sys.getrecursionlimit()} levels)") from None
     except json.JSONDecodeError as error:
         raise _parse_error(error, text, raw, skipped) from None
     except ValueError:  # an integer of more digits than int() converts
         big = _too_big_number(text, raw)
         raise _error(_ParseError(_TOO_BIG, big or 0), text, skipped) from None
-    _check_numbers(text, raw, skipped)
-    return value
-
-
-def loads_deep(body: bytes) -> Any:
-    """:func:`loads` for a document nested deeper than Python's parser goes: the same
-    answers, from a parser without recursion (up to :data:`MAX_DEPTH` levels)."""
-    if not body:
-        raise InvalidArgument("JSON Parse error: The document is empty")
-    text, raw, skipped = _decode_body(body)
-    try:
-        value = _parse_iteratively(text)
-    except json.JSONDecodeError as error:
-        raise _parse_error(error, text, raw, skipped) from None
     _check_numbers(text, raw, skipped)
     return value
 
@@ -368,94 +344,3 @@ def _check_numbers(text: str, raw: bytes, skipped: int) -> None:
 def _error(problem: _ParseError, text: str, skipped: int) -> InvalidArgument:
     offset = len(text[:problem.offset].encode("utf-8", "surrogateescape")) + skipped
     return InvalidArgument(f"JSON Parse error: {problem.kind} at offset: {offset}")
-
-
-def _parse_iteratively(text: str) -> Any:
-    """``json.loads(text)`` (first of repeated keys wins) without recursion; errors are
-    Python's (message, position)."""
-
-    def fail(message: str, pos: int) -> json.JSONDecodeError:
-        return json.JSONDecodeError(message, text, pos)
-
-    def skip(pos: int) -> int:
-        while pos < end and text[pos] in _WHITESPACE:
-            pos += 1
-        return pos
-
-    def scalar(pos: int) -> tuple[Any, int]:
-        char = text[pos] if pos < end else ""
-        if char == '"':
-            return scanstring(text, pos + 1, True)
-        match = _NUMBER.match(text, pos)
-        if match is not None and match.group():
-            integer, fraction, exponent = match.groups()
-            number = (float(match.group()) if fraction or exponent else int(integer))
-            return number, match.end()
-        for name, constant in _CONSTANTS.items():
-            if text.startswith(name, pos):
-                return constant, pos + len(name)
-        raise fail("Expecting value", pos)
-
-    end = len(text)
-    # each open container: [the container, its key being read (objects) or None]
-    stack: list[list[Any]] = []
-    pos = skip(0)
-    result: Any = None
-    while True:
-        # a value starts at pos
-        char = text[pos] if pos < end else ""
-        if char in ("[", "{"):
-            if len(stack) >= MAX_DEPTH:
-                raise InvalidArgument(f"JSON Parse error: the document is nested deeper than "
-                                      f"{MAX_DEPTH} levels")
-            container: Any = [] if char == "[" else {}
-            pos = skip(pos + 1)
-            closer = "]" if char == "[" else "}"
-            if pos < end and text[pos] == closer:
-                value, pos = container, pos + 1
-            else:
-                stack.append([container, None])
-                if char == "{":
-                    if pos >= end or text[pos] != '"':
-                        raise fail("Expecting property name enclosed in double quotes", pos)
-                    key, pos = scanstring(text, pos + 1, True)
-                    pos = skip(pos)
-                    if pos >= end or text[pos] != ":":
-                        raise fail("Expecting ':' delimiter", pos)
-                    stack[-1][1] = key
-                    pos = skip(pos + 1)
-                continue
-        else:
-            value, pos = scalar(pos)
-        # the value is complete: put it in its container, closing the ones that end here
-        while True:
-            if not stack:
-                pos = skip(pos)
-                if pos != end:
-                    raise fail("Extra data", pos)
-                result = value
-                return result
-            container, key = stack[-1]
-            if isinstance(container, list):
-                container.append(value)
-            else:
-                container.setdefault(key, value)
-            pos = skip(pos)
-            char = text[pos] if pos < end else ""
-            if char == ",":
-                pos = skip(pos + 1)
-                if isinstance(container, dict):
-                    if pos >= end or text[pos] != '"':
-                        raise fail("Expecting property name enclosed in double quotes", pos)
-                    key, pos = scanstring(text, pos + 1, True)
-                    pos = skip(pos)
-                    if pos >= end or text[pos] != ":":
-                        raise fail("Expecting ':' delimiter", pos)
-                    stack[-1][1] = key
-                    pos = skip(pos + 1)
-                break
-            if char == ("]" if isinstance(container, list) else "}"):
-                stack.pop()
-                value, pos = container, pos + 1
-                continue
-            raise fail("Expecting ',' delimiter", pos)

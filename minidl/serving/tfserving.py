@@ -16,7 +16,6 @@ labels are percent-decoded. Paths outside ``/v1/`` are not TF Serving's: 404.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from typing import TYPE_CHECKING, Any
@@ -139,11 +138,7 @@ class Routes:
         # TF Serving's order: the JSON and its signature_name's type, then the model (its
         # label, version), then the signature, instances/inputs and their values
         body = await request.body()
-        try:
-            document = payload.parse_json(body)
-        except payload.DeeplyNested as deep:  # rare and slower: off the event loop
-            document = await asyncio.get_running_loop().run_in_executor(
-                None, payload.parse_deep_json, deep.body)
+        document = payload.parse_json(body)
         served_version, model = self._resolve(name, version, label)
         labels[1] = str(served_version)
         parsed = payload.predict_request(document, model.input_shape, model.dtype)
