@@ -607,3 +607,42 @@ def test_hot_reload_over_http(tmp_path):
         assert "Specific(m, 2)" in error_of(
             requests.post(base + "/v1/models/m/versions/2:predict", json={"instances": ROWS},
                           timeout=10), 404)
+
+
+class ThreadRecordingModel:
+    """y = 2x, recording the thread of each predict; ``pause`` seconds per call."""
+
+    def __init__(self, pause: float) -> None:
+        self.input_shape = self.output_shape = (INPUT_DIM,)
+        self.dtype = np.dtype(np.float32)
+        self.pause = pause
+        self.threads: list[str] = []
+
+    def predict(self, x, batch_size=None):
+        self.threads.append(threading.current_thread().name)
+        if self.pause:
+            threading.Event().wait(self.pause)
+        return x * 2
+
+
+@pytest.mark.parametrize("pause, later_threads", [(0.0, "the event loop's"), (0.005, "pool")])
+def test_a_cheap_unbatched_predict_runs_on_the_event_loop_and_a_costly_one_in_the_pool(
+        tmp_path, pause, later_threads):
+    from minidl.serving import ModelConfig, ModelManager, ServingApp
+
+    model = ThreadRecordingModel(pause)
+    save_version(tmp_path, 1)
+    manager = ModelManager([ModelConfig("m", str(tmp_path))], file_system_poll_wait_seconds=0,
+                           loader=lambda path: model)
+    with running_server(ServingApp(manager)) as base, requests.Session() as http:
+        for _ in range(4):
+            answer = http.post(base + "/v1/models/m:predict", json={"instances": ROWS},
+                               timeout=10)
+            np.testing.assert_array_equal(np.asarray(answer.json()["predictions"], np.float32),
+                                          np.asarray(ROWS, np.float32) * 2)
+    first, *later = model.threads
+    assert first.startswith("minidl-predict")  # not measured yet: the pool
+    if later_threads == "pool":  # 5 ms a call: longer than INLINE_SECONDS
+        assert all(name.startswith("minidl-predict") for name in later)
+    else:  # measured as cheap: the server's own thread, which runs the event loop
+        assert later == ["minidl-serving"] * 3

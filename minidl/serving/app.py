@@ -20,6 +20,7 @@ import hmac
 import logging
 import os
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -41,6 +42,7 @@ from minidl.serving.models import ModelManager, ServableNotFound, ServableUnavai
 logger = logging.getLogger("minidl.serving")
 
 METRICS_ROUTE = "/monitoring/prometheus/metrics"
+INLINE_SECONDS = 0.0005  # a predict expected to be shorter runs on the event loop
 _JSON = b"application/json"
 _CORS_HEADERS = [(b"access-control-allow-origin", b"*")]
 _PREFLIGHT_HEADERS = [(b"access-control-allow-methods", b"GET, HEAD, POST, OPTIONS"),
@@ -138,6 +140,9 @@ class ServingApp:
         self._predict_threads = concurrent.futures.ThreadPoolExecutor(
             predict_threads or 4 * (os.cpu_count() or 1), thread_name_prefix="minidl-predict")
         self._routes = tfserving.Routes(self)
+        # unbatched predicts: seconds per row of each model, forgotten with the model
+        self._seconds_per_row: weakref.WeakKeyDictionary[Any, float] = (
+            weakref.WeakKeyDictionary())
         self._started = False
         # called once the models are loaded (the engine prints its ready line there)
         self.on_started: Callable[[], None] | None = None
@@ -259,8 +264,16 @@ class ServingApp:
                              "'X-API-Key: KEY'", [(b"www-authenticate", b'Bearer realm="minidl"')])
 
     async def predict(self, name: str, model: Any, x: np.ndarray) -> np.ndarray:
-        """The model's outputs for ``x``, off the event loop (batched when batching is on);
-        at most ``max_enqueued_requests`` at once, one more is a 429."""
+        """The model's outputs for ``x`` (batched when batching is on); at most
+        ``max_enqueued_requests`` at once, one more is a 429.
+
+        Without batching, a predict expected to take under ``INLINE_SECONDS`` runs on the
+        event loop, and any other in a thread of the pool. Handing a call to a thread and back
+        costs ~0.1 ms, a third of a small model's request (benchmarks/SERVING.md), while a
+        predict that short holds the loop no longer than parsing its JSON does. The
+        expectation is the model's time per row, measured on every predict (a model not yet
+        measured runs in the pool), times the rows.
+        """
         if self.predicts_in_progress >= self.max_enqueued_requests:
             raise HTTPError(429, f"Too many predict requests in progress (limit "
                                  f"{self.max_enqueued_requests}); retry later",
@@ -269,8 +282,16 @@ class ServingApp:
         try:
             if self.batcher is not None:
                 return await self.batcher.predict(model, x, key=name)
-            outputs = await asyncio.get_running_loop().run_in_executor(
-                self._predict_threads, run_model, model, x)
+            per_row = self._seconds_per_row.get(model)
+            if per_row is not None and per_row * len(x) < INLINE_SECONDS:
+                outputs, seconds = _timed_run(model, x)
+            else:
+                outputs, seconds = await asyncio.get_running_loop().run_in_executor(
+                    self._predict_threads, _timed_run, model, x)
+            measured = seconds / max(len(x), 1)
+            # a moving average: one slow call (a page fault, a busy machine) moves it a little
+            self._seconds_per_row[model] = (measured if per_row is None
+                                            else 0.8 * per_row + 0.2 * measured)
             self._observe_batch(name, len(x))
             return outputs
         finally:
@@ -287,9 +308,16 @@ class ServingApp:
 
 
 def run_model(model: Any, x: np.ndarray) -> np.ndarray:
-    """One ``model.predict`` call; overflow to inf is reported afterwards, not as a warning."""
+    """One ``model.predict`` call; overflow to inf is answered as such, not warned about."""
     with np.errstate(all="ignore"):
         return np.asarray(model.predict(x))
+
+
+def _timed_run(model: Any, x: np.ndarray) -> tuple[np.ndarray, float]:
+    """:func:`run_model` and the seconds it took, measured where it ran."""
+    started = time.perf_counter()
+    outputs = run_model(model, x)
+    return outputs, time.perf_counter() - started
 
 
 def create_app(model_name: str | None = None, model_base_path: str | None = None, *,
