@@ -275,6 +275,20 @@ def test_tls_serves_https_with_the_given_certificate_and_refuses_plain_http(tmp_
     assert "graceful shutdown exceeded" not in log.read_text()
 
 
+def test_without_the_serving_extra_serve_names_the_extra_in_one_line(tmp_path):
+    save_version(tmp_path, 1)
+    # what a machine without uvicorn sees: importing it fails
+    code = ("import sys; sys.modules['uvicorn'] = None; from minidl.serving import main; "
+            f"sys.exit(main(['--model_base_path', {str(tmp_path)!r}]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=child_env(), cwd=REPO, timeout=60)
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("minidl serve: error: uvicorn")
+    assert line.endswith("is not installed; this part of minidl needs the 'serving' extra: "
+                         "pip install 'minidl[serving]'")
+
+
 def test_tls_needs_both_the_certificate_and_the_key(tmp_path, capsys):
     save_version(tmp_path, 1)
     with pytest.raises(SystemExit):

@@ -130,6 +130,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                      args.rest_api_port, workers=args.workers,
                      max_connections=args.max_connections, ssl_certfile=args.ssl_certfile,
                      ssl_keyfile=args.ssl_keyfile)
+    except ModuleNotFoundError as error:  # the serving extra (see minidl.extras)
+        print(f"minidl serve: error: {error}", file=sys.stderr, flush=True)
+        return 2
     except (ValueError, OSError) as error:
         message = str(error)
         # only binding the listening socket fails this way: name the flag that chose the port
