@@ -21,13 +21,8 @@ from test_serving_support import (
 
 from minidl.serving import models as models_module
 from minidl.serving.config import ConfigError, ModelConfig, VersionPolicy
-from minidl.serving.models import (
-    ModelManager,
-    ServableNotFound,
-    ServableUnavailable,
-    no_version_problem,
-    scan_versions,
-)
+from minidl.serving.layout import no_version_problem, scan_versions
+from minidl.serving.models import ModelManager, ServableNotFound, ServableUnavailable
 
 X = np.arange(8, dtype=np.float32).reshape(2, 4) / 8
 

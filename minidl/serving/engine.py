@@ -24,7 +24,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from minidl.extras import require
+from minidl.extras import missing
 from minidl.serving.protocol import (
     HEAD_TIMEOUT,
     MAX_CONNECTIONS,
@@ -32,8 +32,11 @@ from minidl.serving.protocol import (
     GuardedProtocol,
 )
 
-uvicorn = require("uvicorn", "serving")
-supervisors = require("uvicorn.supervisors", "serving")
+try:
+    import uvicorn
+    from uvicorn import supervisors
+except ModuleNotFoundError as error:
+    raise missing(error, "serving") from error
 
 KEEP_ALIVE_TIMEOUT = 15  # seconds an idle keep-alive connection stays open
 GRACE_SECONDS = 10  # after SIGTERM, how long requests in progress may take to finish

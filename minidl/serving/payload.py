@@ -42,8 +42,8 @@ from minidl.serving.errors import InvalidArgument
 from minidl.serving.tfjson import quote
 
 __all__ = ["Document", "InvalidArgument", "PredictRequest", "RawJSON",
-           "check_signature", "dtype_name", "encode", "parse_json",
-           "parse_predict_request", "predict_request", "predict_response", "signature_def"]
+           "check_signature", "encode", "parse_json", "parse_predict_request",
+           "predict_request", "predict_response"]
 
 SIGNATURE_NAME = "serving_default"
 INPUT_NAME = "input"
@@ -382,31 +382,3 @@ def parse_predict_request(body: bytes, input_shape: tuple[int, ...],
     """:func:`parse_json` then :func:`predict_request`, for a body known to be for this
     model."""
     return predict_request(parse_json(body), input_shape, dtype)
-
-
-# ---------------------------------------------------------------- metadata
-
-def dtype_name(dtype: np.dtype) -> str:
-    """TensorFlow's name for a NumPy dtype, as metadata reports it."""
-    names = {"float16": "DT_HALF", "float32": "DT_FLOAT", "float64": "DT_DOUBLE",
-             "int32": "DT_INT32", "int64": "DT_INT64"}
-    return names.get(np.dtype(dtype).name, "DT_INVALID")
-
-
-def signature_def(input_shape: tuple[int, ...], output_shape: tuple[int, ...],
-                  dtype: np.dtype) -> dict[str, Any]:
-    """The ``serving_default`` signature of a model: the ``SignatureDefMap`` TF Serving's
-    metadata answer holds, every field written as its JSON printer writes it (dimension
-    names, ``defaults``, ``unknown_rank`` included)."""
-
-    def tensor(name: str, shape: tuple[int, ...]) -> dict[str, Any]:
-        return {"dtype": dtype_name(dtype),
-                "tensor_shape": {"dim": [{"size": str(d), "name": ""} for d in (-1, *shape)],
-                                 "unknown_rank": False},
-                "name": name}
-
-    return {"signature_def": {SIGNATURE_NAME: {
-        "inputs": {INPUT_NAME: tensor(INPUT_NAME, tuple(input_shape))},
-        "outputs": {OUTPUT_NAME: tensor(OUTPUT_NAME, tuple(output_shape))},
-        "method_name": "tensorflow/serving/predict",
-        "defaults": {}}}}

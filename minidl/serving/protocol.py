@@ -44,11 +44,15 @@ import json
 import logging
 from typing import Any
 
-from minidl.extras import require
+from minidl.extras import missing
 
-httptools = require("httptools", "serving")
-httptools_impl = require("uvicorn.protocols.http.httptools_impl", "serving")
-flow_control = require("uvicorn.protocols.http.flow_control", "serving")
+try:
+    import httptools
+    from uvicorn.protocols.http import httptools_impl
+except ModuleNotFoundError as error:
+    raise missing(error, "serving") from error
+
+from minidl.serving.adapters import CycleTransport, InputFlow
 
 logger = logging.getLogger("minidl.serving")
 
@@ -70,67 +74,14 @@ class _Refused(Exception):
     """Raised inside a parser callback to stop the parser; the answer is on the protocol."""
 
 
-class _InputFlow(flow_control.FlowControl):
-    """uvicorn's flow control (reading pauses while a pipelined request waits for its turn or
-    a body piles up), applied to the parser as well as to the socket: while reading is
-    paused, the rest of a read is held back from the parser."""
-
-    def __init__(self, transport: asyncio.Transport, protocol: GuardedProtocol) -> None:
-        super().__init__(transport)
-        self._protocol = protocol
-        self._socket_reading = True
-
-    def pause_reading(self) -> None:
-        self.read_paused = True
-        self.apply()
-
-    def resume_reading(self) -> None:
-        # uvicorn resumes at every answer, but while requests are still waiting their turn
-        # more input would only queue more of them
-        if self.read_paused and not self._protocol.pipeline:
-            self.read_paused = False
-            self._protocol._input_wanted()
-
-    def apply(self) -> None:
-        """Read the socket while input is wanted and none is held back."""
-        reading = not self.read_paused and not self._protocol._held
-        if reading != self._socket_reading and not self._protocol._peer_done:
-            self._socket_reading = reading
-            if reading:
-                self._transport.resume_reading()
-            else:
-                self._transport.pause_reading()
-
-
-class _CycleTransport:
-    """The transport as uvicorn's request cycles see it: closing is a lingering close."""
-
-    def __init__(self, protocol: GuardedProtocol, transport: asyncio.Transport) -> None:
-        self._protocol = protocol
-        self._transport = transport
-
-    def write(self, data: bytes) -> None:
-        if not self._protocol._lingering:
-            self._transport.write(data)
-
-    def is_closing(self) -> bool:
-        return self._protocol._lingering or self._transport.is_closing()
-
-    def close(self) -> None:
-        self._protocol._linger()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
-
-
 class GuardedProtocol(httptools_impl.HttpToolsProtocol):
     """uvicorn's httptools protocol with a deadline and a size bound for each request head,
     bounded input, and closes that do not lose the last answer."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self.flow = _InputFlow(transport, self)
-        self._cycle_transport = _CycleTransport(self, transport)
+        self.flow = InputFlow(transport, self)
+        self._cycle_transport = CycleTransport(self, transport)
         self._head_timer: asyncio.TimerHandle | None = None
         self._linger_timer: asyncio.TimerHandle | None = None
         self._held = b""  # received, not yet given to the parser (reading is paused)

@@ -21,7 +21,7 @@ import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
-from minidl.serving import payload
+from minidl.serving import payload, signature
 from minidl.serving.batching import BatcherClosed, BatchQueueFull
 from minidl.serving.errors import HTTPError
 from minidl.serving.models import ServableNotFound
@@ -130,7 +130,7 @@ class Routes:
         labels[1] = str(served_version)
         return 200, {
             "model_spec": {"name": name, "signature_name": "", "version": str(served_version)},
-            "metadata": {"signature_def": payload.signature_def(
+            "metadata": {"signature_def": signature.signature_def(
                 model.input_shape, model.output_shape, model.dtype)}}
 
     async def _predict(self, request: Request, name: str, version: int | None,
