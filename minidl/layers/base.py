@@ -201,6 +201,20 @@ class LinearThenActivation(Layer):
             grad_y = self.activation.backward(grad_y)
         return self.linear_backward(grad_y, input_grad=self.needs_input_grad)
 
+    def _numeric_input(self, x: Any, ndim: int, expected: str, hint: str = "") -> np.ndarray:
+        """``x`` as an array of ``ndim`` axes (``expected`` names them) of real numbers; builds
+        the layer for it if needed (float inputs keep their dtype, integers become float32)."""
+        name = type(self).__name__
+        x = np.asarray(x)
+        if x.dtype.kind not in "biuf":
+            raise TypeError(f"{name}: input x must be a real numeric array, got dtype {x.dtype}")
+        if x.ndim != ndim:
+            raise ValueError(f"{name}: expected input of shape {expected}, got shape "
+                             f"{x.shape}{hint}")
+        if not self.built:
+            self.build(x.shape[1:], dtype=x.dtype if x.dtype.kind == "f" else "float32")
+        return x
+
     def steps(self) -> list[Layer]:
         """``[self]``, or with an activation its two steps: the linear map, the activation."""
         return [self] if self.activation is None else [self._linear_step, self.activation]

@@ -224,14 +224,7 @@ class Conv2D(LinearThenActivation):
         if (self.built and type(x) is np.ndarray and x.dtype == self.dtype and x.ndim == 4
                 and x.shape[3] == self.kernel.shape[2]):
             return x  # the common case, checked with attribute reads only
-        x = np.asarray(x)
-        if x.dtype.kind not in "biuf":
-            raise TypeError(f"Conv2D: input x must be a real numeric array, got dtype {x.dtype}")
-        if x.ndim != 4:
-            raise ValueError(f"Conv2D: expected input of shape (batch, height, width, "
-                             f"channels), got shape {x.shape}")
-        if not self.built:
-            self.build(x.shape[1:], dtype=x.dtype if x.dtype.kind == "f" else "float32")
+        x = self._numeric_input(x, 4, "(batch, height, width, channels)")
         self.compute_output_shape(x.shape[1:])
         return np.asarray(x, dtype=self.dtype)
 

@@ -150,14 +150,7 @@ class Dense(LinearThenActivation):
 
     def _checked_input(self, x: Any) -> np.ndarray:
         """``x`` as a (batch, features) array in the layer's dtype; builds the layer if needed."""
-        x = np.asarray(x)
-        if x.dtype.kind not in "biuf":
-            raise TypeError(f"Dense: input x must be a real numeric array, got dtype {x.dtype}")
-        if x.ndim != 2:
-            raise ValueError(f"Dense: expected input of shape (batch, features), got shape "
-                             f"{x.shape}; put a Flatten layer before Dense")
-        if not self.built:
-            self.build(x.shape[1:], dtype=x.dtype if x.dtype.kind == "f" else "float32")
+        x = self._numeric_input(x, 2, "(batch, features)", "; put a Flatten layer before Dense")
         self._check_input_shape(x.shape[1:])
         return np.asarray(x, dtype=self.dtype)
 

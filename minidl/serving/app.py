@@ -194,6 +194,7 @@ class ServingApp:
             self.arriving += 1  # a predict, maybe: its rows may be on their way to a batch
             on_body_done = self._arrived
         request = Request(scope, receive, self.max_body_bytes, on_body_done)
+        path = request.path.lower()  # routes match case-insensitively
         headers = list(_CORS_HEADERS) if self.enable_cors else []
         labels = ["", ""]  # model, version for the requests counter
         content_type = _JSON
@@ -201,7 +202,7 @@ class ServingApp:
             if request.method == "OPTIONS" and self.enable_cors:
                 code, answer = 204, None
                 headers += _PREFLIGHT_HEADERS
-            elif request.path.lower() == METRICS_ROUTE:
+            elif path == METRICS_ROUTE:
                 self.authenticate(request)
                 if request.method not in ("GET", "HEAD"):
                     raise HTTPError(405, f"Method {request.method} is not allowed for "
@@ -218,7 +219,7 @@ class ServingApp:
         finally:
             request.body_done()  # when no route read it
         self.metrics.requests.inc(labels[0], labels[1], str(code))
-        if labels[0] and request.path.lower().endswith(":predict"):
+        if labels[0] and path.endswith(":predict"):
             self.metrics.latency.observe(time.perf_counter() - started, labels[0])
         if code >= 400:
             logger.debug("minidl.serving: %s %s -> %d %s", request.method, request.path, code,
