@@ -159,6 +159,22 @@ def _server_command(config: Config, base_path: Path) -> tuple[list[str], int | N
             "--pythonpath", str(HERE), "--log-level", "warning", factory], port
 
 
+def _cpus() -> tuple[int, int] | None:
+    """The CPU for the servers and the one for the load generator: the last and the first
+    this process may use, when there are two and ``taskset`` is there to pin them."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2 or not shutil.which("taskset"):
+        return None
+    return allowed[-1], allowed[0]
+
+
+def pinned(command: list[str], role: int) -> list[str]:
+    """``command`` run on its own CPU (role 0: a server, 1: the load generator), so that the
+    scheduler never puts client and server on one core, nor moves them between runs."""
+    cpus = _cpus()
+    return command if cpus is None else ["taskset", "-c", str(cpus[role]), *command]
+
+
 def _process_tree(root: int) -> list[int]:
     """``root`` and all its descendants (Linux /proc): granian and gunicorn serve from
     worker processes."""
@@ -187,8 +203,8 @@ class Server:
         self.log_path = log_path
         self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            command, stdout=subprocess.PIPE if port is None else self._log, stderr=self._log,
-            text=True, env=env, cwd=REPO, start_new_session=True)
+            pinned(command, 0), stdout=subprocess.PIPE if port is None else self._log,
+            stderr=self._log, text=True, env=env, cwd=REPO, start_new_session=True)
         try:
             if port is None:
                 line = self._ready_line()
@@ -343,8 +359,8 @@ class Client:
         command = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s",
                    "--timeout", "10s",
                    "-s", str(script), url + PREDICT_PATH]
-        completed = subprocess.run(command, capture_output=True, text=True, check=False,
-                                   timeout=seconds + 60)
+        completed = subprocess.run(pinned(command, 1), capture_output=True, text=True,
+                                   check=False, timeout=seconds + 60)
         lines = completed.stdout.strip().splitlines()
         if completed.returncode != 0 or not lines or not lines[-1].startswith("{"):
             raise RuntimeError(f"wrk failed ({completed.returncode}): {completed.stderr[-500:]}"
@@ -361,8 +377,8 @@ class Client:
                    "--body-file", str(self.body_path), "--connections", str(connections),
                    "--processes", str(self.processes), "--warmup", "0",
                    "--seconds", str(seconds), "--max-requests", str(max_requests)]
-        completed = subprocess.run(command, capture_output=True, text=True, check=False,
-                                   timeout=seconds + 90, env=self.env)
+        completed = subprocess.run(pinned(command, 1), capture_output=True, text=True,
+                                   check=False, timeout=seconds + 90, env=self.env)
         lines = completed.stdout.strip().splitlines()
         if completed.returncode != 0 or not lines:
             raise RuntimeError(f"the load client failed: {completed.stderr[-1000:]}")
@@ -445,13 +461,15 @@ def _source_state() -> str:
 
 
 def describe_machine(client: Client) -> list[str]:
-    cores = os.cpu_count()
+    cores, cpus = os.cpu_count(), _cpus()
+    placement = ("client and server share them" if cpus is None else
+                 f"every server pinned to CPU {cpus[0]}, the load generator to CPU {cpus[1]}")
     versions = ", ".join(f"{name} {_version(name)}" for name in (
         "numpy", "uvicorn", "httptools", "uvloop", "granian", "fastapi", "starlette",
         "pydantic", "flask", "gunicorn"))
     return [
         f"date: {datetime.date.today().isoformat()}",
-        f"machine: {_harness.cpu_model()}, {cores} cores (client and server share them), "
+        f"machine: {_harness.cpu_model()}, {cores} cores ({placement}), "
         f"{platform.system()} {platform.release()}",
         f"python {platform.python_version()}; {versions}",
         f"load generator: {client.describe()}",

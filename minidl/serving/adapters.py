@@ -51,15 +51,29 @@ class InputFlow(flow_control.FlowControl):
 
 
 class CycleTransport:
-    """The transport as uvicorn's request cycles see it: closing is a lingering close."""
+    """The transport as uvicorn's request cycles see it: what they write in one turn of the
+    event loop goes out in one write (an answer's head and body in one TCP segment, not two),
+    and closing is a lingering close."""
 
     def __init__(self, protocol: GuardedProtocol, transport: asyncio.Transport) -> None:
         self._protocol = protocol
         self._transport = transport
+        self._pending: list[bytes] = []
 
     def write(self, data: bytes) -> None:
-        if not self._protocol._lingering:
-            self._transport.write(data)
+        if self._protocol._lingering:
+            return
+        if not self._pending:
+            self._protocol.loop.call_soon(self.flush)
+        self._pending.append(data)
+
+    def flush(self) -> None:
+        """Write what is held; the protocol calls it as soon as an answer is complete."""
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            if not self._protocol._lingering:
+                self._transport.write(data)
 
     def is_closing(self) -> bool:
         return self._protocol._lingering or self._transport.is_closing()

@@ -309,6 +309,7 @@ class GuardedProtocol(httptools_impl.HttpToolsProtocol):
     def _refuse_when_due(self) -> None:
         if self._refusal_due is not None and not self._owes_answers(refusal=False):
             answer, self._refusal_due = self._refusal_due, None
+            self._cycle_transport.flush()
             if not any(cycle.response_started and not cycle.response_complete
                        for cycle in self._owed):  # else an answer was cut: nothing follows
                 self.transport.write(answer)
@@ -343,6 +344,7 @@ class GuardedProtocol(httptools_impl.HttpToolsProtocol):
         unread input would reset it, and the client could lose its last answer."""
         if self._lingering:
             return
+        self._cycle_transport.flush()  # the answers already made go first
         self._lingering = self._ignoring = True
         self._head_done()
         self._unset_keepalive_if_required()
@@ -370,6 +372,7 @@ class GuardedProtocol(httptools_impl.HttpToolsProtocol):
             self.transport.close()
 
     def on_response_complete(self) -> None:
+        self._cycle_transport.flush()
         if self._lingering or self.transport.is_closing():
             return
         if self.pipeline and self.flow.write_paused:
