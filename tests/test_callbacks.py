@@ -430,7 +430,8 @@ def classification_fit_logging_lr(**fit_arguments):
 def test_end_of_epoch_line_on_an_80_column_terminal_shows_every_logged_value(stderr_terminal):
     terminal = stderr_terminal(columns=80)
     _, history = classification_fit_logging_lr(verbose=1)
-    assert list(history.history) == ["loss", "accuracy", "val_loss", "val_accuracy", "lr"]
+    assert list(history.history) == ["loss", "accuracy", "val_loss", "val_accuracy",
+                                     "learning_rate"]
     epoch_lines_match_history(terminal.screen_lines(), history)
     frames = terminal.bar_frames()
     assert frames and all(len(frame) < 80 for frame in frames)
@@ -484,7 +485,7 @@ def test_learning_rate_scheduler_with_step_decay_sets_lr_each_epoch_and_records_
     schedule = LearningRateScheduler(StepDecay(0.1, step_size=2, gamma=0.5))
     history = model.fit(x, y, epochs=5, batch_size=10, callbacks=[schedule, probe], verbose=0)
     expected = [0.1, 0.1, 0.05, 0.05, 0.025]
-    assert history.history["lr"] == pytest.approx(expected)
+    assert history.history["learning_rate"] == pytest.approx(expected)
     assert lr_in_batches == pytest.approx([lr for lr in expected for _ in range(2)])
     assert model.optimizer.lr == pytest.approx(0.025)
 
@@ -495,7 +496,7 @@ def test_learning_rate_scheduler_receives_the_current_rate_and_rejects_bad_ones(
     model.compile(SGD(model.parameters(), lr=0.04), "mse")
     halve = LearningRateScheduler(lambda epoch, lr: lr / 2)
     history = model.fit(x, y, epochs=3, callbacks=[halve], verbose=0)
-    assert history.history["lr"] == pytest.approx([0.02, 0.01, 0.005])
+    assert history.history["learning_rate"] == pytest.approx([0.02, 0.01, 0.005])
     negative = LearningRateScheduler(lambda epoch, lr: -1.0)
     with pytest.raises(ValueError, match=r"schedule returned -1\.0 at epoch 0"):
         model.fit(x, y, callbacks=[negative], verbose=0)

@@ -24,10 +24,10 @@ from minidl.losses import (
 from minidl.testing import arrays_for, gradcheck, logits_and_labels
 
 
-def loss_and_backward(loss, target):
+def loss_and_backward(loss, target, sample_weight=None):
     """fn for gradcheck: one forward call of ``loss`` and its backward."""
     def fn(pred):
-        value = loss(pred, target)
+        value = loss(pred, target, sample_weight=sample_weight)
         return value, [loss.backward()]
     return fn
 
@@ -116,6 +116,87 @@ def test_cross_entropy_is_finite_for_extreme_logits_and_zero_probabilities():
     assert np.all(np.isfinite(on_probs.backward()))
 
 
+def test_cross_entropy_takes_keras_shaped_labels_and_per_pixel_outputs():
+    rng = np.random.default_rng(5)
+    logits, labels = rng.normal(size=(4, 3)), rng.integers(0, 3, size=4)
+    expected = CrossEntropy()(logits, labels)
+    assert CrossEntropy()(logits, labels[:, None]) == expected  # Keras' (N, 1) labels
+    # a segmentation head (N, H, W, C): every pixel is a row, the mean is over all of them
+    pixels, pixel_labels = rng.normal(size=(2, 3, 3, 4)), rng.integers(0, 4, size=(2, 3, 3))
+    loss = CrossEntropy(label_smoothing=0.1)
+    rows = F.cross_entropy(pixels.reshape(-1, 4), pixel_labels.reshape(-1), label_smoothing=0.1)
+    assert loss(pixels, pixel_labels[..., None]) == pytest.approx(float(rows), rel=1e-12)
+    assert loss.backward().shape == pixels.shape
+    assert gradcheck(loss_and_backward(loss, pixel_labels), [pixels])
+
+
+@st.composite
+def weighted_classification_cases(draw):
+    """(logits, target, sample_weight), also per pixel."""
+    logits, target = draw(classification_cases(max_batch=4, max_classes=4))
+    if draw(st.booleans()):  # two pixels per sample
+        logits = np.stack([logits, logits[::-1] * 0.5], axis=1)
+        target = np.stack([target, target[::-1]], axis=1)
+    return logits, target, draw(arrays_for((len(logits),), 0.0, 2.0))
+
+
+@given(weighted_classification_cases(), st.booleans())
+def test_weighted_cross_entropy_gradient_matches_central_differences(case, from_logits):
+    logits, target, weights = case
+    pred = logits if from_logits else scipy.special.softmax(logits, axis=-1) * 0.9 + 0.05
+    loss = CrossEntropy(from_logits=from_logits, label_smoothing=0.1)
+    assert gradcheck(loss_and_backward(loss, target, weights), [pred])
+
+
+def test_weighted_cross_entropy_is_keras_sum_over_batch_size():
+    rng = np.random.default_rng(6)
+    logits, labels, weights = rng.normal(size=(5, 3)), rng.integers(0, 3, 5), rng.uniform(size=5)
+    per_sample = F.cross_entropy(logits, labels, reduction="none")
+    assert CrossEntropy()(logits, labels, sample_weight=weights) == pytest.approx(
+        np.sum(weights * per_sample) / 5, rel=1e-12)
+    assert CrossEntropy()(logits, labels, sample_weight=np.ones(5)) == pytest.approx(
+        CrossEntropy()(logits, labels), rel=1e-15)
+
+
+def test_cross_entropy_equals_torch_on_pytorch_documentation_samples():
+    # torch.nn.CrossEntropyLoss' docstring examples: class indices, class probabilities,
+    # label smoothing, and the K-dimensional (per-pixel) case with the class axis moved last
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(8)
+    logits = rng.normal(size=(3, 5))
+    cases = [(logits, rng.integers(0, 5, size=3), 0.0),
+             (logits, scipy.special.softmax(rng.normal(size=(3, 5)), axis=1), 0.0),
+             (logits, rng.integers(0, 5, size=3), 0.2)]
+    for logits, target, smoothing in cases:
+        logits_t = torch.tensor(logits, requires_grad=True)
+        expected = torch.nn.CrossEntropyLoss(label_smoothing=smoothing)(
+            logits_t, torch.tensor(target))
+        expected.backward()
+        loss = CrossEntropy(label_smoothing=smoothing)
+        assert loss(logits, target) == pytest.approx(expected.item(), rel=1e-12)
+        np.testing.assert_allclose(loss.backward(), logits_t.grad.numpy(), rtol=1e-10)
+    pixels, labels = rng.normal(size=(2, 4, 4, 3)), rng.integers(0, 3, size=(2, 4, 4))
+    pixels_t = torch.tensor(pixels, requires_grad=True)
+    expected = torch.nn.functional.cross_entropy(pixels_t.permute(0, 3, 1, 2),
+                                                 torch.tensor(labels))
+    expected.backward()
+    loss = CrossEntropy()
+    assert loss(pixels, labels) == pytest.approx(expected.item(), rel=1e-12)
+    np.testing.assert_allclose(loss.backward(), pixels_t.grad.numpy(), rtol=1e-10)
+
+
+def test_binary_cross_entropy_equals_torch_with_logits():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(9)
+    logits, target = rng.normal(scale=4, size=(4, 3)), rng.uniform(size=(4, 3))
+    logits_t = torch.tensor(logits, requires_grad=True)
+    expected = torch.nn.BCEWithLogitsLoss()(logits_t, torch.tensor(target))
+    expected.backward()
+    loss = BinaryCrossEntropy()
+    assert loss(logits, target) == pytest.approx(expected.item(), rel=1e-12)
+    np.testing.assert_allclose(loss.backward(), logits_t.grad.numpy(), rtol=1e-10)
+
+
 # ------------------------------------------------------------------------- binary cross-entropy
 
 binary_cases = element_shapes.flatmap(
@@ -141,6 +222,18 @@ def test_binary_cross_entropy_agrees_on_logits_and_probabilities(case):
     logits, target = case
     on_probs = BinaryCrossEntropy(from_logits=False)(scipy.special.expit(logits), target)
     assert BinaryCrossEntropy()(logits, target) == pytest.approx(on_probs, rel=1e-9, abs=1e-12)
+
+
+@given(binary_cases, st.data())
+def test_weighted_binary_cross_entropy_gradient_matches_central_differences(case, data):
+    logits, target = case
+    weights = data.draw(arrays_for((logits.shape[0],), 0.0, 2.0))
+    for loss, pred in ((BinaryCrossEntropy(), logits),
+                       (BinaryCrossEntropy(from_logits=False), scipy.special.expit(logits) * 0.9
+                        + 0.05)):
+        assert gradcheck(loss_and_backward(loss, target, weights), [pred])
+        ones = loss(pred, target, sample_weight=np.ones(len(pred)))
+        assert ones == pytest.approx(loss(pred, target), rel=1e-12)
 
 
 def test_binary_cross_entropy_on_probabilities_matches_scikit_learn_log_loss():
@@ -253,7 +346,8 @@ def test_serialize_round_trips_through_json(loss):
 def test_config_and_repr_name_the_constructor_arguments():
     assert CrossEntropy().get_config() == {"from_logits": True, "label_smoothing": 0.0}
     assert BinaryCrossEntropy().get_config() == {"from_logits": True}
-    assert MeanSquaredError().get_config() == {}
+    assert MeanSquaredError().get_config() == {"reduction": "sum_over_batch_size",
+                                               "name": "mean_squared_error"}
     assert repr(CrossEntropy(label_smoothing=0.1)) == (
         "CrossEntropy(from_logits=True, label_smoothing=0.1)")
     assert losses.serialize(None) is None
@@ -261,10 +355,11 @@ def test_config_and_repr_name_the_constructor_arguments():
 
 
 @pytest.mark.parametrize(("call", "error", "message"), [
-    (lambda: losses.get("hinge"), ValueError,
-     r"^get: unknown loss 'hinge'; known: cross_entropy, binary_cross_entropy, mse, mae"),
-    (lambda: losses.get(CrossEntropy), TypeError,
-     r"^get: expected a loss name or a Loss instance, got type"),
+    (lambda: losses.get("typo"), ValueError,
+     r"^get: unknown loss 'typo'; known: cross_entropy, "
+     r"binary_cross_entropy, mean_squared_error"),
+    (lambda: losses.get(1.5), TypeError,
+     r"^get: expected a loss name, a Loss, a Loss class or a config dict, got float"),
     (lambda: CrossEntropy(label_smoothing=1.5), ValueError,
      r"^CrossEntropy: label_smoothing must be in \[0, 1\], got 1.5"),
     (lambda: CrossEntropy(label_smoothing=None), TypeError,
@@ -286,13 +381,18 @@ def test_config_and_repr_name_the_constructor_arguments():
      r"^BinaryCrossEntropy: target must hold probabilities in \[0, 1\]"),
     (lambda: BinaryCrossEntropy(from_logits=False)(np.array([0.5]), np.zeros(2)), ValueError,
      r"^BinaryCrossEntropy: target has shape \(2,\) but pred has shape \(1,\)"),
-    (lambda: MeanSquaredError()(np.zeros((3, 1)), np.zeros(3)), ValueError,
-     r"^mse: target has shape \(3,\) but pred has shape \(3, 1\)"),
+    (lambda: MeanSquaredError()(np.zeros((3, 2)), np.zeros(3)), ValueError,
+     r"^MeanSquaredError: target and pred must have the same shape"),
     (lambda: MeanAbsoluteError()(np.array(["a"]), np.zeros(1)), TypeError,
-     r"^mae: pred must be a real numeric array"),
-    (lambda: losses.deserialize({"class_name": "Hinge", "config": {}}), ValueError,
-     r"^deserialize: unknown loss 'Hinge'; known: CrossEntropy, BinaryCrossEntropy, "
-     r"MeanSquaredError, MeanAbsoluteError"),
+     r"^MeanAbsoluteError: pred must be a real numeric array"),
+    (lambda: losses.deserialize({"class_name": "Hinge2", "config": {}}), ValueError,
+     r"^deserialize: unknown loss 'Hinge2'; known: CrossEntropy, BinaryCrossEntropy, "
+     r"MeanSquaredError, MeanAbsoluteError, "),
+    (lambda: CrossEntropy()(np.zeros((2, 3)), [0, 1], sample_weight=np.ones(3)), ValueError,
+     r"^CrossEntropy: sample_weight must have shape \(2,\), one weight per sample, "
+     r"got shape \(3,\)"),
+    (lambda: CrossEntropy()(np.zeros((2, 2, 3)), np.zeros((2, 3))), ValueError,
+     r"^cross_entropy: logits must be 2-D \(batch, classes\), got shape \(2, 2, 3\)"),
     (lambda: losses.deserialize({"config": {}}), ValueError,
      r"^deserialize: a loss spec must have exactly the keys 'class_name' and 'config'"),
     (lambda: losses.deserialize({"class_name": "CrossEntropy", "config": None}), TypeError,
@@ -300,8 +400,9 @@ def test_config_and_repr_name_the_constructor_arguments():
     (lambda: losses.deserialize("mse"), TypeError,
      r"^deserialize: a loss spec must be a \{'class_name', 'config'\} dict"),
     (lambda: losses.deserialize({"class_name": "MeanSquaredError",
-                                 "config": {"reduction": "sum"}}), ValueError,
-     r"^MeanSquaredError.from_config: unknown key\(s\) \['reduction'\]; expected \[\]"),
+                                 "config": {"delta": 1.0}}), ValueError,
+     r"^MeanSquaredError.from_config: unknown key\(s\) \['delta'\]; "
+     r"expected \['name', 'reduction'\]"),
     (lambda: losses.serialize("mse"), TypeError, r"^serialize: expected a Loss or None"),
 ])
 def test_bad_arguments_raise_errors_naming_them(call, error, message):

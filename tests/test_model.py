@@ -32,6 +32,11 @@ from minidl import (
     load_model,
 )
 from minidl.data import StandardScaler, make_moons, train_test_split
+from minidl.losses import (
+    BinaryCrossentropy,
+    CategoricalCrossentropy,
+    SparseCategoricalCrossentropy,
+)
 from minidl.metrics import accuracy
 from minidl.testing import gradcheck
 
@@ -413,7 +418,7 @@ def test_compile_rejects_an_optimizer_of_other_parameters_or_before_build():
 @pytest.mark.parametrize(("arguments", "message"), [
     ({"optimizer": "adamm"}, r"Unknown optimizer 'adamm'.*'adam'"),
     ({"loss": "crossentropy"}, r"unknown loss 'crossentropy'.*cross_entropy"),
-    ({"metrics": ["acc"]}, r"unknown metric 'acc'.*accuracy"),
+    ({"metrics": ["accuracyy"]}, r"unknown metric 'accuracyy'.*accuracy"),
 ])
 def test_compile_rejects_unknown_names_listing_the_known_ones(built, arguments, message):
     model = small_classifier() if built else Sequential([Dense(3)])
@@ -515,10 +520,12 @@ def test_validation_split_and_validation_data_together_are_rejected(compiled):
         compiled.fit(x, y, validation_split=0.2, validation_data=(x, y), verbose=0)
 
 
-def test_validation_data_must_be_a_pair(compiled):
+def test_validation_data_must_be_a_pair_or_a_triple(compiled):
     x, y = small_classification()
-    with pytest.raises(ValueError, match=r"validation_data must be a pair \(x_val, y_val\)"):
-        compiled.fit(x, y, validation_data=(x, y, y), verbose=0)
+    for bad in ((x,), (x, y, np.ones(len(y)), y), x):
+        with pytest.raises(ValueError, match=r"validation_data must be \(x_val, y_val\) or "
+                                             r"\(x_val, y_val, sample_weight_val\)"):
+            compiled.fit(x, y, validation_data=bad, verbose=0)
 
 
 @pytest.mark.parametrize("batch_size", [0, -1, 2.5, True])
@@ -592,9 +599,9 @@ def test_keras_first_example_runs_as_a_keras_user_writes_it(tmp_path, monkeypatc
     ("mean_squared_error", MeanSquaredError()), ("mse", MeanSquaredError()),
     ("MSE", MeanSquaredError()), ("mean_absolute_error", MeanAbsoluteError()),
     ("mae", MeanAbsoluteError()), ("MAE", MeanAbsoluteError()),
-    ("binary_crossentropy", BinaryCrossEntropy(from_logits=False)),
-    ("categorical_crossentropy", CrossEntropy(from_logits=False)),
-    ("sparse_categorical_crossentropy", CrossEntropy(from_logits=False)),
+    ("binary_crossentropy", BinaryCrossentropy()),
+    ("categorical_crossentropy", CategoricalCrossentropy()),
+    ("sparse_categorical_crossentropy", SparseCategoricalCrossentropy()),
     ("cross_entropy", CrossEntropy(from_logits=True)),
     ("binary_cross_entropy", BinaryCrossEntropy(from_logits=True))])
 def test_keras_and_minidl_loss_names_give_the_right_loss(name, expected):

@@ -1,4 +1,5 @@
-"""Tests for minidl.optim: update rules against scalar references, state, validation, schedules.
+"""Tests for minidl.optim: update rules against scalar references, state, validation, and a
+schedule as an optimizer's lr (the schedules' own values are in test_schedules.py).
 
 The references below are written from the pseudo-code in /work/shared/REFERENCE.md, one
 coordinate at a time in plain Python floats: an oracle independent of the vectorised NumPy
@@ -21,7 +22,11 @@ from minidl.optim import (
     Adam,
     AdamW,
     CosineDecay,
+    CosineDecayRestarts,
     ExponentialDecay,
+    LearningRateSchedule,
+    PiecewiseConstantDecay,
+    PolynomialDecay,
     RMSprop,
     StepDecay,
 )
@@ -677,50 +682,6 @@ def test_a_failed_load_changes_nothing():
     np.testing.assert_array_equal(optimizer.state[0]["exp_avg"], before["state"][0]["exp_avg"])
 
 
-# ---------------------------------------------------------------- schedules
-
-def test_step_decay_values():
-    schedule = StepDecay(0.1, step_size=3, gamma=0.5)
-    got = [schedule(epoch, 0.0) for epoch in range(7)]
-    np.testing.assert_allclose(got, [0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.025], rtol=1e-15)
-    assert schedule.get_config() == {"initial_lr": 0.1, "step_size": 3, "gamma": 0.5}
-
-
-def test_exponential_decay_values():
-    schedule = ExponentialDecay(2.0, gamma=0.5)
-    assert [schedule(epoch, 0.0) for epoch in range(4)] == [2.0, 1.0, 0.5, 0.25]
-    assert schedule.get_config() == {"initial_lr": 2.0, "gamma": 0.5}
-
-
-def test_cosine_decay_values():
-    # Closed form η_min + (γ0 - η_min)(1 + cos(π e / T))/2 with γ0 = 1.1, η_min = 0.1, T = 4:
-    # e = 0: 1.1; e = 1: 0.1 + (1 + √2/2)/2 = 0.9535533906; e = 2: 0.6; e = 3: 0.2464466094;
-    # e = 4: 0.1; e = 6 (past T_max, climbing again as in PyTorch): 0.6.
-    schedule = CosineDecay(1.1, T_max=4, eta_min=0.1)
-    got = [schedule(epoch, 0.0) for epoch in (0, 1, 2, 3, 4, 6)]
-    np.testing.assert_allclose(got, [1.1, 0.9535533906, 0.6, 0.2464466094, 0.1, 0.6], atol=1e-10)
-    assert schedule.get_config() == {"initial_lr": 1.1, "T_max": 4, "eta_min": 0.1}
-
-
-def test_schedules_rebuild_from_their_config():
-    for schedule in (StepDecay(0.1, 2), ExponentialDecay(0.1, 0.9), CosineDecay(0.1, 10, 0.01)):
-        rebuilt = type(schedule)(**schedule.get_config())
-        assert [rebuilt(e, 0.0) for e in range(12)] == [schedule(e, 0.0) for e in range(12)]
-
-
-def test_schedules_refuse_bad_arguments():
-    with pytest.raises(ValueError, match="step_size must be >= 1, got 0"):
-        StepDecay(0.1, step_size=0)
-    with pytest.raises(ValueError, match="T_max must be >= 1, got 0"):
-        CosineDecay(0.1, T_max=0)
-    with pytest.raises(ValueError, match=r"Invalid initial learning rate: -0\.1"):
-        ExponentialDecay(-0.1, gamma=0.9)
-    with pytest.raises(ValueError, match="epoch must be >= 0, got -1"):
-        ExponentialDecay(0.1, gamma=0.9)(-1, 0.1)
-    with pytest.raises(TypeError, match="epoch must be an integer, got float"):
-        StepDecay(0.1, 2)(1.5, 0.1)
-
-
 # ---------------------------------------------------------------- PyTorch, when installed
 
 @pytest.mark.parametrize(("cls", "options"), CASES, ids=CASE_IDS)
@@ -740,25 +701,6 @@ def test_agrees_with_torch_optim_for_20_steps(cls, options):
     for param, torch_param in zip(params, torch_params, strict=True):
         np.testing.assert_allclose(param.data, torch_param.detach().numpy(), rtol=1e-12,
                                    atol=1e-12)
-
-
-def test_schedules_agree_with_torch_lr_schedulers():
-    torch = pytest.importorskip("torch")
-    ours = [StepDecay(0.1, step_size=3, gamma=0.5), ExponentialDecay(0.1, gamma=0.9),
-            CosineDecay(0.1, T_max=7, eta_min=0.01)]
-    for schedule in ours:
-        torch_optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
-        scheduler = {
-            StepDecay: lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=3, gamma=0.5),
-            ExponentialDecay: lambda o: torch.optim.lr_scheduler.ExponentialLR(o, gamma=0.9),
-            CosineDecay: lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(
-                o, T_max=7, eta_min=0.01),
-        }[type(schedule)](torch_optimizer)
-        for epoch in range(15):
-            assert schedule(epoch, 0.0) == pytest.approx(scheduler.get_last_lr()[0],
-                                                         rel=1e-12, abs=1e-15), epoch
-            torch_optimizer.step()
-            scheduler.step()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -828,3 +770,116 @@ def test_states_that_disagree_are_loaded_one_by_one():
     assert optimizer._flat is None
     run_on(optimizer, params, random_grads(1, seed=15))
     assert [state["step"] for state in optimizer.state] == [3, 6]
+
+
+# ---------------------------------------------------------------- a schedule as lr (Keras' way)
+
+def test_a_schedule_as_lr_is_evaluated_at_the_iteration_count_before_each_step():
+    # PiecewiseConstantDecay([0, 1], [1.0, 0.5, 0.25]): step 0 -> 1.0, step 1 -> 0.5, then 0.25
+    param = make_param([1.0])
+    optimizer = SGD([param], lr=PiecewiseConstantDecay([0, 1], [1.0, 0.5, 0.25]))
+    seen = []
+    for _ in range(4):
+        seen.append(optimizer.lr)
+        param.grad[...] = 1.0
+        optimizer.step()
+    assert seen == [1.0, 0.5, 0.25, 0.25]
+    assert optimizer.iterations == 4
+    assert param.data[0] == 1.0 - 1.0 - 0.5 - 0.25 - 0.25
+
+
+@pytest.mark.parametrize(("cls", "options"), CASES, ids=CASE_IDS)
+def test_every_rule_counts_one_iteration_per_step_stored_end_to_end_or_not(cls, options):
+    for params in (two_params(), end_to_end(two_params())):
+        optimizer = cls(params, lr=ExponentialDecay(0.1, 1, 0.5), **options)
+        lrs = []
+        for step_grads in random_grads(3, seed=20):
+            lrs.append(optimizer.lr)
+            for param, grad in zip(params, step_grads, strict=True):
+                param.grad[...] = grad
+            optimizer.step()
+        assert optimizer.iterations == 3
+        assert lrs == [0.1, 0.05, 0.025]
+
+
+def test_a_scheduled_step_equals_a_step_with_that_number_as_lr():
+    scheduled_params, fixed_params = two_params(), two_params()
+    scheduled = Adam(scheduled_params, lr=CosineDecay(0.1, decay_steps=3))
+    fixed = Adam(fixed_params, lr=0.1)
+    for step_grads in random_grads(5, seed=21):
+        fixed.lr = CosineDecay(0.1, decay_steps=3)(fixed.iterations)
+        for optimizer, params in ((scheduled, scheduled_params), (fixed, fixed_params)):
+            for param, grad in zip(params, step_grads, strict=True):
+                param.grad[...] = grad
+            optimizer.step()
+    for scheduled_param, fixed_param in zip(scheduled_params, fixed_params, strict=True):
+        np.testing.assert_array_equal(scheduled_param.data, fixed_param.data)
+
+
+def test_the_lr_of_a_scheduled_optimizer_cannot_be_set_as_in_keras():
+    optimizer = Adam(two_params(), lr=PolynomialDecay(0.1, decay_steps=10))
+    with pytest.raises(TypeError, match="This optimizer was created with a "
+                                        "`LearningRateSchedule` object as its `lr`"):
+        optimizer.lr = 0.5
+    optimizer.lr = StepDecay(0.2, step_size=1)  # a schedule replaces a schedule
+    assert optimizer.lr == 0.2 and isinstance(optimizer.schedule, StepDecay)
+
+
+def test_a_schedule_that_gives_a_negative_rate_is_refused_when_it_is_read():
+    class Negative(LearningRateSchedule):
+        def __call__(self, step):
+            return 0.1 - 0.1 * step
+
+    optimizer = SGD(two_params(), lr=Negative())
+    assert optimizer.lr == 0.1
+    optimizer.iterations = 2
+    with pytest.raises(ValueError, match=r"Invalid learning rate from Negative at iteration "
+                                         r"2: -0\.1"):
+        optimizer.step()
+
+
+def test_config_holds_the_schedule_as_data_and_deserialize_rebuilds_it():
+    schedule = CosineDecay(0.1, 100, alpha=0.1, warmup_target=0.5, warmup_steps=10)
+    optimizer = Adam([make_param([1.0])], lr=schedule)
+    spec = json.loads(json.dumps(optim.serialize(optimizer)))
+    assert spec["config"]["lr"] == {"class_name": "CosineDecay", "config": {
+        "initial_learning_rate": 0.1, "decay_steps": 100.0, "alpha": 0.1,
+        "name": "CosineDecay", "warmup_target": 0.5, "warmup_steps": 10.0}}
+    rebuilt = optim.deserialize(spec, [make_param([1.0])])
+    assert isinstance(rebuilt.schedule, CosineDecay)
+    assert rebuilt.get_config() == optimizer.get_config()
+    with pytest.raises(ValueError, match=r"unknown learning-rate schedule 'os\.system'"):
+        optim.deserialize({"class_name": "Adam", "config": {
+            "lr": {"class_name": "os.system", "config": {}}}}, [make_param([1.0])])
+
+
+@pytest.mark.parametrize(("cls", "options"), CASES, ids=CASE_IDS)
+def test_resuming_a_scheduled_optimizer_from_its_state_dict_is_bit_identical(cls, options):
+    first, second = random_grads(3, seed=22), random_grads(4, seed=23)
+    params = two_params()
+    optimizer = cls(params, lr=CosineDecayRestarts(0.05, 2), **options)
+    run_on(optimizer, params, first)
+    saved = optimizer.state_dict()
+    assert saved["iterations"] == 3
+    saved = {**through_npz_and_json(saved), "iterations": saved["iterations"]}
+    saved_weights = [param.data.copy() for param in params]
+    run_on(optimizer, params, second)
+
+    resumed_params = [Parameter(weights, name=param.name)
+                      for weights, param in zip(saved_weights, params, strict=True)]
+    resumed = cls(resumed_params, lr=0.5)  # the loaded schedule replaces the number
+    resumed.load_state_dict(saved)
+    assert resumed.iterations == 3 and isinstance(resumed.schedule, CosineDecayRestarts)
+    run_on(resumed, resumed_params, second)
+    for param, resumed_param in zip(params, resumed_params, strict=True):
+        np.testing.assert_array_equal(resumed_param.data, param.data)
+
+
+def test_load_state_dict_checks_the_iteration_count():
+    optimizer, state_dict = stepped_adam_state_dict()
+    state_dict["iterations"] = -1
+    with pytest.raises(ValueError, match="'iterations' must be >= 0, got -1"):
+        optimizer.load_state_dict(state_dict)
+    del state_dict["iterations"]  # a state dict from before minidl counted steps
+    optimizer.load_state_dict(state_dict)
+    assert optimizer.iterations == 0

@@ -450,7 +450,7 @@ def test_array_that_belongs_to_no_layer_is_a_format_error(tmp_path, saved):
     (lambda meta: meta["model"]["config"].__setitem__("input_dim", None), "no input_dim"),
     (lambda meta: meta["model"]["config"].__setitem__("extra", 1), r"unknown .* \['extra'\]"),
     (lambda meta: meta["compile"]["optimizer"].__setitem__("class_name", "Lion"), "'Lion'"),
-    (lambda meta: meta["compile"].__setitem__("metrics", ["auc"]), "unknown metric 'auc'"),
+    (lambda meta: meta["compile"].__setitem__("metrics", ["aucc"]), "unknown metric 'aucc'"),
 ])
 def test_malformed_model_description_is_a_format_error(tmp_path, saved, alter, message):
     meta, arrays = saved

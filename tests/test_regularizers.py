@@ -79,28 +79,36 @@ def test_deserialize_passes_none_and_instances_through():
 
 
 def test_registry_and_repr():
-    assert REGULARIZERS == {"L1": L1, "L2": L2, "L1L2": L1L2}
+    assert list(REGULARIZERS.items()) == [
+        ("L1", L1), ("L2", L2), ("L1L2", L1L2),
+        ("OrthogonalRegularizer", regularizers.OrthogonalRegularizer)]
     assert repr(L1L2(0.1, 0.2)) == "L1L2(l1=0.1, l2=0.2)"
 
 
 @pytest.mark.parametrize(("call", "error", "message"), [
-    (lambda: L1(-0.1), ValueError, r"^L1: l1 must be a finite number >= 0, got -0.1"),
-    (lambda: L2(float("nan")), ValueError, r"^L2: l2 must be a finite number >= 0, got nan"),
-    (lambda: L1L2(l2=float("inf")), ValueError, r"^L1L2: l2 must be a finite number >= 0"),
-    (lambda: L1L2(l1=-1), ValueError, r"^L1L2: l1 must be a finite number >= 0"),
-    (lambda: L1("0.1"), TypeError, r"^L1: l1 must be a real number, got str"),
-    (lambda: L2(True), TypeError, r"^L2: l2 must be a real number, got bool"),
+    (lambda: L1(-0.1), ValueError,
+     r"^L1: Invalid value for argument l1: expected a non-negative float. Received: l1=-0.1"),
+    (lambda: L2(float("nan")), ValueError,
+     r"^L2: Invalid value for argument l2: expected a non-negative float. Received: l2=nan"),
+    (lambda: L1L2(l2=float("inf")), ValueError,
+     r"^L1L2: Invalid value for argument l2: expected a non-negative float"),
+    (lambda: L1L2(l1=-1), ValueError, r"^L1L2: Invalid value for argument l1"),
+    (lambda: L1("0.1"), ValueError, r"^L1: Invalid value for argument l1: expected a "
+                                    r"non-negative float. Received: l1='0.1'"),
+    (lambda: L2(True), ValueError, r"^L2: Invalid value for argument l2: .* Received: l2=True"),
     (lambda: L2()(np.array(["a"])), TypeError, r"^L2: w must be a real numeric array"),
     (lambda: L1().grad(np.array([None])), TypeError,
      r"^L1: w must be a real numeric array, got dtype object"),
     (lambda: deserialize({"class_name": "L3", "config": {}}), ValueError,
-     r"^deserialize: unknown regularizer 'L3'; known: L1, L2, L1L2"),
+     r"^deserialize: unknown regularizer 'L3'; known: L1, L2, L1L2, OrthogonalRegularizer"),
     (lambda: deserialize({"class_name": "L1"}), ValueError,
      r"^deserialize: a regularizer spec must have exactly the keys 'class_name' and 'config'"),
     (lambda: deserialize({"class_name": "L1", "config": [0.1]}), TypeError,
      r"^deserialize: the config of L1 must be a dict"),
-    (lambda: deserialize("l2"), TypeError,
+    (lambda: deserialize(["l2"]), TypeError,
      r"^deserialize: a regularizer spec must be a \{'class_name', 'config'\} dict"),
+    (lambda: deserialize("l3"), ValueError,
+     r"^get: unknown regularizer 'l3'; known: l1, l2, l1l2, l1_l2"),
     (lambda: deserialize({"class_name": "L1", "config": {"l2": 0.1}}), ValueError,
      r"^L1.from_config: unknown key\(s\) \['l2'\]; expected \['l1'\]"),
     (lambda: serialize("L1"), TypeError, r"^serialize: expected a Regularizer or None"),

@@ -30,6 +30,9 @@ class Callback:
     def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
         pass
 
+    def on_batch_begin(self, batch: int, logs: Logs | None = None) -> None:
+        pass
+
     def on_batch_end(self, batch: int, logs: Logs | None = None) -> None:
         pass
 
@@ -40,12 +43,19 @@ class Callback:
         pass
 
 
+def _overriding(callbacks: list[Callback], hook: str) -> list[Callback]:
+    """The callbacks whose ``hook`` is their own, not :class:`Callback`'s no-op."""
+    inherited = getattr(Callback, hook)
+    return [c for c in callbacks if getattr(getattr(c, hook), "__func__", None) is not inherited]
+
+
 class CallbackList:
     """Calls each hook of ``callbacks`` in order (Keras' ``CallbackList``): the model calls
     one list, never each callback.
 
-    ``on_batch_end`` runs every batch, so only the callbacks that override it are called:
-    calling every inherited no-op would cost a small model several percent of its step.
+    ``on_batch_begin`` and ``on_batch_end`` run every batch, so only the callbacks that
+    override them are called: calling every inherited no-op would cost a small model several
+    percent of its step.
     """
 
     def __init__(self, callbacks: list[Callback], model: Any, params: dict[str, Any]) -> None:
@@ -53,9 +63,8 @@ class CallbackList:
         for callback in self.callbacks:
             callback.set_model(model)
             callback.set_params(params)
-        inherited = Callback.on_batch_end
-        self._batch_callbacks = [c for c in self.callbacks
-                                 if getattr(c.on_batch_end, "__func__", None) is not inherited]
+        self._batch_begin_callbacks = _overriding(self.callbacks, "on_batch_begin")
+        self._batch_end_callbacks = _overriding(self.callbacks, "on_batch_end")
 
     def on_train_begin(self, logs: Logs | None = None) -> None:
         for callback in self.callbacks:
@@ -65,8 +74,12 @@ class CallbackList:
         for callback in self.callbacks:
             callback.on_epoch_begin(epoch, logs)
 
+    def on_batch_begin(self, batch: int, logs: Logs | None = None) -> None:
+        for callback in self._batch_begin_callbacks:
+            callback.on_batch_begin(batch, logs)
+
     def on_batch_end(self, batch: int, logs: Logs | None = None) -> None:
-        for callback in self._batch_callbacks:
+        for callback in self._batch_end_callbacks:
             callback.on_batch_end(batch, logs)
 
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
@@ -86,12 +99,12 @@ class LambdaCallback(Callback):
 
     def __init__(self, on_train_begin: Callable | None = None,
                  on_epoch_begin: Callable | None = None, on_batch_end: Callable | None = None,
-                 on_epoch_end: Callable | None = None,
-                 on_train_end: Callable | None = None) -> None:
+                 on_epoch_end: Callable | None = None, on_train_end: Callable | None = None,
+                 on_batch_begin: Callable | None = None) -> None:
         super().__init__()
         hooks = {"on_train_begin": on_train_begin, "on_epoch_begin": on_epoch_begin,
-                 "on_batch_end": on_batch_end, "on_epoch_end": on_epoch_end,
-                 "on_train_end": on_train_end}
+                 "on_batch_begin": on_batch_begin, "on_batch_end": on_batch_end,
+                 "on_epoch_end": on_epoch_end, "on_train_end": on_train_end}
         for name, function in hooks.items():
             if function is not None:
                 setattr(self, name, function)

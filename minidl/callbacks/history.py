@@ -43,7 +43,7 @@ class History(Callback):
                               "pip install 'minidl[plot]'") from error
         if not self.history:
             raise ValueError("History.plot: the history is empty (call fit first)")
-        names = [k for k in self.history if not k.startswith("val_") and k != "lr"]
+        names = [k for k in self.history if not k.startswith("val_") and k != "learning_rate"]
         if keys is not None:
             unknown = [k for k in keys if k not in names]
             if unknown:

@@ -1,12 +1,13 @@
-"""Callbacks that watch one quantity of the epoch logs: :class:`EarlyStopping` and
-:class:`ModelCheckpoint`, with :func:`monitor_mode`, which tells whether that quantity gets
-better going down or going up.
+"""Callbacks that watch the logs: :class:`EarlyStopping` (one quantity of the epoch logs)
+and :class:`TerminateOnNaN` (the loss of every batch), with :func:`monitor_mode`, which
+tells whether a quantity gets better going down or going up.
+
+What ``verbose=1`` prints goes to stdout with Keras 3's words; the progress bar is on stderr.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import warnings
 
 import numpy as np
@@ -16,18 +17,26 @@ from minidl.callbacks.base import Callback, Logs
 # Keras' "auto" mode: quantities that get better as they go down, and scores that get better
 # as they go up. Anything else needs an explicit mode, because guessing wrong would silently
 # stop training at the worst epoch.
-_MINIMISED = {"loss", "mse", "mae", "relative_error", "mean_squared_error",
-              "mean_absolute_error", "error", "crossentropy", "cross_entropy"}
-_MAXIMISED = {"accuracy", "acc", "top_k_accuracy", "precision", "recall", "f1", "r2", "auc"}
+_MINIMISED = {"loss", "mse", "mae", "mape", "msle", "relative_error", "mean_squared_error",
+              "mean_absolute_error", "mean_absolute_percentage_error",
+              "mean_squared_logarithmic_error", "error", "crossentropy", "cross_entropy"}
+_MAXIMISED = {"accuracy", "acc", "binary_accuracy", "categorical_accuracy",
+              "sparse_categorical_accuracy", "top_k_accuracy", "top_k_categorical_accuracy",
+              "sparse_top_k_categorical_accuracy", "precision", "recall", "f1", "f1_score",
+              "fbeta_score", "f_beta_score", "r2", "r2_score", "auc"}
+
+
+def checked_mode(mode: str) -> str:
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+    return mode
 
 
 def monitor_mode(monitor: str, mode: str) -> str:
     """Resolve ``mode`` ("min", "max" or "auto") for the monitored quantity ``monitor``."""
-    if mode in ("min", "max"):
+    if checked_mode(mode) != "auto":
         return mode
-    if mode != "auto":
-        raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
-    name = monitor.removeprefix("val_")
+    name = monitor.removeprefix("val_").lower()  # Keras' "MSE" is "mse"
     if name in _MINIMISED or name.endswith("_loss"):
         return "min"
     if name in _MAXIMISED:
@@ -36,7 +45,7 @@ def monitor_mode(monitor: str, mode: str) -> str:
         f"cannot tell whether {monitor!r} should go up or down: pass mode='min' or mode='max'")
 
 
-def _monitored(owner: Callback, monitor: str, logs: Logs | None) -> float | None:
+def monitored(owner: Callback, monitor: str, logs: Logs | None) -> float | None:
     """The monitored value, or None with a warning that lists what the logs do have."""
     logs = logs or {}
     if monitor not in logs:
@@ -52,14 +61,15 @@ class EarlyStopping(Callback):
     With ``mode="min"`` an epoch improves when :math:`current < best - |min\_delta|`
     (``"max"``: :math:`current > best + |min\_delta|`). After ``patience`` epochs without
     improvement training stops; ``stopped_epoch`` is that epoch and ``best_epoch`` the best
-    one. With ``baseline``, the waiting counter only resets on epochs that also beat the
-    baseline. Epochs before ``start_from_epoch`` are ignored (a warm-up). With
+    one (with ``verbose=1`` it prints ``Epoch N: early stopping`` when training ends). With
+    ``baseline``, the waiting counter only resets on epochs that also beat the baseline.
+    Epochs before ``start_from_epoch`` are ignored (a warm-up). With
     ``restore_best_weights=True`` the best epoch's weights are put back when training ends,
     whether it stopped early or ran out of epochs.
     """
 
     def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0,
-                 mode: str = "auto", baseline: float | None = None,
+                 verbose: int = 0, mode: str = "auto", baseline: float | None = None,
                  restore_best_weights: bool = False, start_from_epoch: int = 0) -> None:
         super().__init__()
         if patience < 0:
@@ -67,6 +77,7 @@ class EarlyStopping(Callback):
         self.monitor = monitor
         self.min_delta = abs(min_delta)
         self.patience = patience
+        self.verbose = verbose
         self.mode = monitor_mode(monitor, mode)
         self.baseline = baseline
         self.restore_best_weights = restore_best_weights
@@ -86,12 +97,13 @@ class EarlyStopping(Callback):
         self.best = math.inf if self.mode == "min" else -math.inf
 
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
-        current = _monitored(self, self.monitor, logs)
+        current = monitored(self, self.monitor, logs)
         if current is None or epoch < self.start_from_epoch:
             return
         if self.restore_best_weights and self.best_weights is None:
             # even an epoch that never improves leaves something to restore
             self.best_weights = self.model.get_weights()
+            self.best_epoch = epoch
         self.wait += 1
         if self._improves(current, self.best):
             self.best = current
@@ -106,38 +118,35 @@ class EarlyStopping(Callback):
             self.model.stop_training = True
 
     def on_train_end(self, logs: Logs | None = None) -> None:
+        if self.stopped_epoch > 0 and self.verbose > 0:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping", flush=True)
         if self.restore_best_weights and self.best_weights is not None:
+            if self.verbose > 0:
+                print(f"Restoring model weights from the end of the best epoch: "
+                      f"{self.best_epoch + 1}.", flush=True)
             self.model.set_weights(self.best_weights)
 
 
-class ModelCheckpoint(Callback):
-    """Save the model (with optimizer state) at the end of every epoch, or only the best ones.
+class TerminateOnNaN(Callback):
+    """Stop training at the first batch whose loss is NaN or infinite (Keras 3.15).
 
-    ``path`` may contain ``{epoch}`` (numbered from 1, like Keras' file names) and any key of
-    the epoch's logs, e.g. ``"ckpt/epoch{epoch:03d}-{val_loss:.3f}.npz"``. The file also holds
-    the epoch counter and the shuffling RNG state, so ``load_model(path)`` followed by
-    ``fit(..., initial_epoch=k)`` continues exactly where this run was.
+    By default it prints ``Batch N: Invalid loss, terminating training`` (always, as Keras
+    does) and sets ``model.stop_training``: ``fit`` then skips that batch's step, ends
+    quietly and keeps the weights of the last finite step, with every ``on_train_end``
+    run. With ``raise_error=True`` it raises a RuntimeError instead, which ends ``fit``
+    with that error (a ``BackupAndRestore`` backup is then kept for the next run).
     """
 
-    def __init__(self, path: str | os.PathLike, monitor: str = "val_loss",
-                 save_best_only: bool = False, mode: str = "auto") -> None:
+    def __init__(self, raise_error: bool = False) -> None:
         super().__init__()
-        self.path = os.fspath(path)
-        self.monitor = monitor
-        self.save_best_only = save_best_only
-        self.mode = monitor_mode(monitor, mode) if save_best_only else mode
-        # kept across fit calls (as in Keras): a second fit must not overwrite the best file
-        # with its first, worse, epoch
-        self.best = math.inf if self.mode == "min" else -math.inf
+        self.raise_error = raise_error
 
-    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
-        logs = logs or {}
-        if self.save_best_only:
-            current = _monitored(self, self.monitor, logs)
-            if current is None:
-                return
-            better = current < self.best if self.mode == "min" else current > self.best
-            if not better:
-                return
-            self.best = current
-        self.model.save(self.path.format(epoch=epoch + 1, **logs))
+    def on_batch_end(self, batch: int, logs: Logs | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is None or math.isfinite(loss):
+            return
+        if self.raise_error:
+            raise RuntimeError(f"NaN or Inf loss encountered at batch {batch}. Loss value: "
+                               f"{loss}. Terminating training immediately.")
+        print(f"Batch {batch}: Invalid loss, terminating training", flush=True)
+        self.model.stop_training = True

@@ -9,11 +9,16 @@ import sys
 import time
 from typing import Any
 
+import numpy as np
+
 from minidl.callbacks.base import Callback, Logs
 
 
-def _format_value(value: float) -> str:
-    # four decimals, as Keras prints them, or scientific notation where they would be all zeros
+def _format_value(value: float | np.ndarray) -> str:
+    # four decimals, as Keras prints them, or scientific notation where they would be all
+    # zeros; a metric with one value per class prints them all
+    if isinstance(value, np.ndarray):
+        return "[" + " ".join(_format_value(float(v)) for v in value.ravel()) + "]"
     return f"{value:.4e}" if 0 < abs(value) < 1e-3 else f"{value:.4f}"
 
 

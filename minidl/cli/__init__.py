@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from minidl import io
+from minidl import io, losses
 from minidl.cli.files import (
     UsageError,
     load_dataset,
@@ -93,8 +93,11 @@ def _fused_activation(layers: list[Any], loss: Any) -> str | None:
     last = layers[-1] if isinstance(layers[-1], dict) else {}
     activation = (last.get("config") or {}).get("activation") if last.get(
         "class_name") == "Dense" else str(last.get("class_name", "")).lower()
-    pairs = {"CrossEntropy": "softmax", "BinaryCrossEntropy": "sigmoid"}
-    return activation if pairs.get(loss.get("class_name")) == activation else None
+    try:
+        fuses_with = losses.deserialize(loss).fuses_with
+    except (TypeError, ValueError):  # a spec load_model would refuse: nothing is fused
+        return None
+    return activation if fuses_with == activation else None
 
 
 def command_predict(args: argparse.Namespace) -> int:

@@ -126,8 +126,10 @@ def command_train(args: argparse.Namespace) -> int:
     return 0
 
 
-_CALLBACKS = {"EarlyStopping": callbacks_module.EarlyStopping,
-              "ModelCheckpoint": callbacks_module.ModelCheckpoint}
+# the callbacks a config can name: those whose arguments are all JSON values
+_CALLBACKS = {name: getattr(callbacks_module, name)
+              for name in ("EarlyStopping", "ModelCheckpoint", "ReduceLROnPlateau",
+                           "CSVLogger", "TerminateOnNaN", "BackupAndRestore")}
 
 
 def _callback_from_config(spec: Any) -> callbacks_module.Callback:

@@ -61,7 +61,8 @@ def save_model(model: Sequential, path: str | os.PathLike, include_optimizer: bo
                 if isinstance(value, np.ndarray):
                     arrays[f"optimizer.state.{index}.{key}"] = value
         meta["optimizer"] = {"class_name": type(model.optimizer).__name__,
-                             "config": state["config"], "numbers": numbers}
+                             "config": state["config"], "numbers": numbers,
+                             "iterations": state["iterations"]}
         meta["training"] = {"epoch": model.epoch, "rng_states": _rng_states(model)}
     path = model_file(path)
     _make_parent_folder(path)
@@ -259,7 +260,10 @@ def _restore_training_state(model: Sequential, meta: dict[str, Any],
         param_state.update({key[len(prefix):]: value for key, value in arrays.items()
                             if key.startswith(prefix)})
         state.append(param_state)
-    model.optimizer.load_state_dict({"config": saved["config"], "state": state})
+    # "iterations" (the steps taken, where a learning-rate schedule is) came with format 2's
+    # schedules: a file written before has none, and its optimizer starts counting at 0
+    model.optimizer.load_state_dict({"config": saved["config"], "state": state,
+                                     "iterations": saved.get("iterations", 0)})
     training = meta.get("training") or {}
     epoch = training.get("epoch", 0)
     if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:

@@ -92,6 +92,8 @@ class Sequential(Trainer):
         self._optimizer_spec: str | Optimizer | None = None
         self.stop_training = False
         self.epoch = 0  # epochs completed: what fit(initial_epoch=...) resumes from
+        # set by a callback in on_train_begin: where fit starts instead (BackupAndRestore)
+        self._initial_epoch: int | None = None
         self.history: History | None = None
         declared = self.layers[0].declared_input_shape() if self.layers else None
         if input_dim is not None and declared is not None and as_shape(input_dim) != declared:
@@ -217,14 +219,19 @@ class Sequential(Trainer):
 
         Names or objects: ``optimizer`` in "sgd", "momentum", "adagrad", "adam", "adamw",
         "rmsprop" or an ``Optimizer`` built on ``model.parameters()``; ``loss`` a ``Loss`` or
-        a name: minidl's "cross_entropy", "binary_cross_entropy", "mse", "mae" (on logits) or
-        Keras' "sparse_categorical_crossentropy", "categorical_crossentropy",
-        "binary_crossentropy" (on probabilities), "mean_squared_error"/"MSE",
-        "mean_absolute_error"/"MAE"; ``metrics`` names
-        from ``minidl.metrics.METRICS`` or functions ``(y_true, y_pred) -> float``.
+        a name (``minidl.losses.get``): Keras' "sparse_categorical_crossentropy",
+        "categorical_crossentropy", "binary_crossentropy", "mse", "mae", "huber"... (Keras'
+        classes, on probabilities) or minidl's "cross_entropy", "binary_cross_entropy" (on
+        logits, as PyTorch's); ``metrics`` names from ``minidl.metrics.METRICS`` (Keras'
+        "acc", "accuracy", "auc"...) or functions ``(y_true, y_pred, sample_weight=None) ->
+        float``, each logged under the name given, as Keras does.
         """
         # everything is checked before anything changes: a failed compile leaves the model as it was
         loss_fn = losses_module.get(loss)
+        if getattr(loss_fn, "reduction", "") in (None, "none"):
+            raise ValueError("compile: a loss with reduction=None gives one loss per sample, "
+                             "but training needs one number per batch; use the default "
+                             "reduction 'sum_over_batch_size' (or 'sum')")
         metric_functions = {}
         for metric in metrics or []:
             function = metrics_module.get(metric)

@@ -3,12 +3,18 @@
 ``Trainer`` is the half of ``Sequential`` that runs data through the model's steps
 (``Sequential._steps``, see ``minidl.model.sequential``); the place where a batch's
 gradients are complete and the optimizer is about to step is ``Trainer._train_epoch``.
+
+Weights follow Keras: ``sample_weight`` (one number per row) scales each row's loss and its
+say in the metrics; ``class_weight`` (``{class: weight}``) gives every row of a class its
+class's weight, in training only. The losses' reduction (Keras' "sum_over_batch_size")
+divides a batch's weighted sum by the batch's rows, not by the sum of the weights.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -18,6 +24,61 @@ from minidl.data import batches
 from minidl.losses import Loss
 
 ArrayLike = Any
+Weights = np.ndarray | None
+
+
+def _check_sample_weight(where: str, sample_weight: ArrayLike | None, rows: int) -> Weights:
+    """One finite, non-negative weight per row, as float64; None for None."""
+    if sample_weight is None:
+        return None
+    weights = np.asarray(sample_weight)
+    if weights.ndim == 2 and weights.shape[1] == 1:
+        weights = weights[:, 0]
+    if weights.dtype.kind not in "fiub" or weights.shape != (rows,):
+        raise ValueError(f"{where}: sample_weight must hold one number per row, shape "
+                         f"({rows},); got {weights.dtype} of shape {weights.shape}")
+    weights = weights.astype(np.float64)
+    if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+        raise ValueError(f"{where}: sample_weight must be finite and non-negative")
+    return weights
+
+
+def class_weights_of_rows(y: np.ndarray, class_weight: dict[int, float]) -> np.ndarray:
+    """Each row's weight from its class, as Keras finds the class: the argmax of one-hot or
+    probability rows, else the label rounded; a class missing from ``class_weight`` has 1."""
+    if not isinstance(class_weight, dict):
+        raise TypeError(f"fit: class_weight must be a dict {{class index: weight}}, got "
+                        f"{type(class_weight).__name__}")
+    labels = y
+    if y.ndim > 1:
+        labels = np.argmax(y, axis=-1) if y.shape[-1] != 1 else y[..., 0]
+    if labels.ndim != 1:
+        raise ValueError(f"fit: class_weight needs one class per row, but y has shape {y.shape}")
+    labels = np.round(labels).astype(np.int64)
+    weights = np.ones(len(labels))
+    for label, weight in class_weight.items():
+        if isinstance(weight, bool) or not isinstance(weight, (int, float, np.number)):
+            raise TypeError(f"fit: class_weight[{label!r}] must be a number, got {weight!r}")
+        weights[labels == label] = weight
+    return weights
+
+
+def _loss(loss_fn: Loss, output: np.ndarray, y: np.ndarray, weights: Weights) -> float:
+    # weights are passed only when there are some: a user's own loss need not take them
+    return loss_fn(output, y) if weights is None else loss_fn(output, y, sample_weight=weights)
+
+
+def _weighted_batches(x: np.ndarray, y: np.ndarray, weights: Weights, batch_size: int,
+                      shuffle: bool = False, rng: np.random.Generator | None = None
+                      ) -> Iterator[tuple[np.ndarray, np.ndarray, Weights]]:
+    """``(x, y, weights)`` batch by batch, in the order ``batches`` gives ``(x, y)`` (the same
+    draws of ``rng``, so that weights never change which rows a batch holds)."""
+    if weights is None:
+        for x_batch, y_batch in batches(x, y, batch_size=batch_size, shuffle=shuffle, rng=rng):
+            yield x_batch, y_batch, None
+        return
+    for rows, _ in batches(np.arange(len(x)), batch_size=batch_size, shuffle=shuffle, rng=rng):
+        yield x[rows], y[rows], weights[rows]
 
 
 class Trainer:
@@ -90,16 +151,26 @@ class Trainer:
     # ------------------------------------------------------------------ training
 
     def fit(self, x: ArrayLike, y: ArrayLike, epochs: int = 1, batch_size: int = 32,
-            validation_data: tuple[ArrayLike, ArrayLike] | None = None,
+            validation_data: tuple[ArrayLike, ...] | None = None,
             validation_split: float = 0.0, shuffle: bool = True,
             callbacks: Sequence[Callback] | None = None, verbose: int = 1,
-            initial_epoch: int = 0) -> History:
+            initial_epoch: int = 0, sample_weight: ArrayLike | None = None,
+            class_weight: dict[int, float] | None = None) -> History:
         """Train for epochs ``initial_epoch .. epochs - 1``; return the ``History``.
 
         ``validation_split`` holds out the *last* fraction of the rows (before shuffling, as
-        Keras does). The loss reported includes the L1/L2 penalties. If the loss becomes
-        NaN or infinite, training stops with a ``FloatingPointError`` naming the epoch and
-        batch, and the weights stay as they were after the last finite step.
+        Keras does), with their sample weights; ``validation_data`` is ``(x, y)`` or
+        ``(x, y, sample_weight)``. ``class_weight`` weighs the training rows only, and cannot
+        be given with ``sample_weight`` (Keras' rule). The loss reported includes the L1/L2
+        penalties.
+
+        As in Keras, a callback may set ``model.stop_training`` (checked after every batch
+        and every epoch) or, in ``on_train_begin``, ``model._initial_epoch`` (where
+        ``BackupAndRestore`` resumes). If the loss becomes NaN or infinite, the optimizer does
+        not step (the weights stay as they were after the last finite step) and the batch's
+        callbacks see the loss; if one of them stops training (``TerminateOnNaN``), the epoch
+        ends there with that loss in its logs, else ``fit`` raises a ``FloatingPointError``
+        naming the epoch and batch.
         """
         if self.loss is None:
             raise RuntimeError("fit: call compile(optimizer, loss) before fit")
@@ -107,32 +178,48 @@ class Trainer:
         y = self._check_y("fit", y, len(x))
         if len(x) == 0:
             raise ValueError("fit: x is empty")
+        weights = _check_sample_weight("fit", sample_weight, len(x))
+        if weights is not None and class_weight is not None:
+            raise ValueError("fit: give sample_weight or class_weight, not both (as Keras); "
+                             "multiply them into one sample_weight instead")
         if not 0.0 <= validation_split < 1.0:
             raise ValueError(f"fit: validation_split must be in [0, 1), got {validation_split}")
         if validation_split and validation_data is not None:
             raise ValueError("fit: give validation_data or validation_split, not both")
+        validation = None
         if validation_split:
             n_train = math.floor(len(x) * (1.0 - validation_split))  # Keras' rounding
             if not 0 < n_train < len(x):
                 raise ValueError(f"fit: validation_split={validation_split} leaves {n_train} "
                                  f"training and {len(x) - n_train} validation rows out of "
                                  f"{len(x)}; both need at least one")
-            validation_data = (x[n_train:], y[n_train:])
+            validation = (x[n_train:], y[n_train:],
+                          None if weights is None else weights[n_train:])
             x, y = x[:n_train], y[:n_train]
+            weights = None if weights is None else weights[:n_train]
         if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("fit: validation_data must be a pair (x_val, y_val)")
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise ValueError("fit: validation_data must be (x_val, y_val) or "
+                                 "(x_val, y_val, sample_weight_val)")
             x_val = self._check_x("fit: validation_data", validation_data[0])
             y_val = self._check_y("fit: validation_data", validation_data[1], len(x_val))
+            w_val = _check_sample_weight("fit: validation_data",
+                                         validation_data[2] if len(validation_data) == 3
+                                         else None, len(x_val))
+            validation = (x_val, y_val, w_val)
+        if class_weight is not None:
+            weights = class_weights_of_rows(y, class_weight)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"fit: batch_size must be a positive int, got {batch_size!r}")
         if not 0 <= initial_epoch <= epochs:
             raise ValueError(f"fit: need 0 <= initial_epoch <= epochs, got initial_epoch="
                              f"{initial_epoch}, epochs={epochs}")
+        self._check_metrics_take(weights is not None or (validation is not None
+                                                         and validation[2] is not None))
 
         self.history = History()
         # the progress bar and History last: they then show and record what the other
-        # callbacks added to the logs (e.g. "lr")
+        # callbacks added to the logs (e.g. "learning_rate")
         callback_list = list(callbacks or [])
         if verbose:
             callback_list.append(ProgressBar())
@@ -142,77 +229,116 @@ class Trainer:
                                      {"epochs": epochs, "steps": steps, "verbose": verbose})
 
         self.stop_training = False
+        self._initial_epoch = None
         callback_list.on_train_begin({})
         try:
-            for epoch in range(initial_epoch, epochs):
+            first = initial_epoch if self._initial_epoch is None else self._initial_epoch
+            for epoch in range(first, epochs):
                 callback_list.on_epoch_begin(epoch, {})
-                logs = self._train_epoch(x, y, batch_size, shuffle, epoch, epochs, callback_list)
-                if validation_data is not None:
-                    scores = self.evaluate(x_val, y_val, batch_size=max(batch_size, 256))
+                logs = self._train_epoch(x, y, weights, batch_size, shuffle, epoch, epochs,
+                                         callback_list)
+                if validation is not None:
+                    scores = self.evaluate(*validation[:2], batch_size=max(batch_size, 256),
+                                           sample_weight=validation[2])
                     logs.update({"val_" + key: value for key, value in scores.items()})
                 self.epoch = epoch + 1
                 callback_list.on_epoch_end(epoch, logs)
                 if self.stop_training:
                     break
         finally:
+            self._initial_epoch = None
             callback_list.on_train_end({})
         return self.history
 
-    def _train_epoch(self, x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool,
-                     epoch: int, epochs: int, callbacks: CallbackList) -> dict[str, float]:
+    def _train_epoch(self, x: np.ndarray, y: np.ndarray, weights: Weights, batch_size: int,
+                     shuffle: bool, epoch: int, epochs: int,
+                     callbacks: CallbackList) -> dict[str, float]:
+        """One pass over the data (up to a batch after which a callback stopped training);
+        the epoch's logs."""
         optimizer, loss_fn, fused = self.optimizer, self._training_loss(), self.fused_output
         has_penalties = any(p.regularizer is not None for p in self.parameters())
-        loss_sum, outputs, targets = 0.0, [], []
+        loss_sum, seen, outputs, targets, row_weights = 0.0, 0, [], [], []
         rng = self.shuffle_rng if shuffle else None
-        for batch, (x_batch, y_batch) in enumerate(
-                batches(x, y, batch_size=batch_size, shuffle=shuffle, rng=rng)):
-            # an overflow shows up as a non-finite loss, reported just below with the epoch
+        for batch, (x_batch, y_batch, w_batch) in enumerate(
+                _weighted_batches(x, y, weights, batch_size, shuffle, rng)):
+            callbacks.on_batch_begin(batch, {"size": len(x_batch)})
+            # an overflow shows up as a non-finite loss, handled just below with the epoch
             # and batch: numpy's own warnings would only repeat it with less to go on
             with np.errstate(over="ignore", invalid="ignore"):
                 output = self._forward(x_batch, training=True, fused=fused)
-                loss = loss_fn(output, y_batch)
+                loss = _loss(loss_fn, output, y_batch, w_batch)
                 self._backward(loss_fn.backward(), fused)
                 if has_penalties:
                     loss += self._penalty(add_gradients=True)
-            if not math.isfinite(loss):
+            finite = math.isfinite(loss)
+            if finite:
+                optimizer.step()
+            loss_sum += loss * len(x_batch)
+            seen += len(x_batch)
+            if self.metrics:
+                outputs.append(output)
+                targets.append(y_batch)
+                row_weights.append(w_batch)
+            callbacks.on_batch_end(batch, {"loss": loss, "size": len(x_batch)})
+            # a non-finite loss ends training: quietly when a callback stopped it
+            # (TerminateOnNaN: the epoch then ends with that loss in its logs, as in Keras)
+            if not finite and not self.stop_training:
                 raise FloatingPointError(
                     f"fit: the loss became {loss} at epoch {epoch + 1}/{epochs}, batch "
                     f"{batch + 1}; training stopped and the weights are those of the last "
                     f"finite step. Try a lower learning rate or scale the inputs.")
-            optimizer.step()
-            loss_sum += loss * len(x_batch)
-            if self.metrics:
-                outputs.append(output)
-                targets.append(y_batch)
-            callbacks.on_batch_end(batch, {"loss": loss, "size": len(x_batch)})
-        logs = {"loss": loss_sum / len(x)}
+            if self.stop_training:
+                break
+        logs = {"loss": loss_sum / seen}
         if self.metrics:
-            output = np.concatenate(outputs)
-            logs.update(self._metric_values(np.concatenate(targets),
-                                            loss_fn.predictions(output)))
+            logs.update(self._metric_values(
+                np.concatenate(targets), loss_fn.predictions(np.concatenate(outputs)),
+                None if weights is None else np.concatenate(row_weights)))
         return logs
 
-    def _metric_values(self, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-        return {name: float(function(y_true, y_pred))
-                for name, function in self._metric_functions.items()}
+    def _check_metrics_take(self, weighted: bool) -> None:
+        """With weights, every metric must take them: a user's function may not."""
+        if not weighted:
+            return
+        for name, function in self._metric_functions.items():
+            parameters = inspect.signature(function).parameters.values()
+            if not any(p.name == "sample_weight" or p.kind is p.VAR_KEYWORD
+                       for p in parameters):
+                raise TypeError(f"metric {name!r} takes no sample_weight, but the data has "
+                                f"weights; give it a sample_weight=None parameter")
 
-    def evaluate(self, x: ArrayLike, y: ArrayLike, batch_size: int = 256) -> dict[str, float]:
-        """The loss (with penalties, as in training) and the compiled metrics on ``(x, y)``."""
+    def _metric_values(self, y_true: np.ndarray, y_pred: np.ndarray,
+                       weights: Weights) -> dict[str, float | np.ndarray]:
+        """Each metric's value: a float, or an array for a metric with one value per class
+        (``f1_score``'s default ``average=None``), logged as it is, as Keras does."""
+        options = {} if weights is None else {"sample_weight": weights}
+        values: dict[str, float | np.ndarray] = {}
+        for name, function in self._metric_functions.items():
+            value = np.asarray(function(y_true, y_pred, **options), dtype=np.float64)
+            values[name] = float(value) if value.ndim == 0 else value
+        return values
+
+    def evaluate(self, x: ArrayLike, y: ArrayLike, batch_size: int = 256,
+                 sample_weight: ArrayLike | None = None) -> dict[str, float]:
+        """The loss (with penalties, as in training) and the compiled metrics on ``(x, y)``,
+        each row weighted by ``sample_weight`` if given."""
         if self.loss is None:
             raise RuntimeError("evaluate: call compile(optimizer, loss) first")
         x = self._check_x("evaluate", x)
         y = self._check_y("evaluate", y, len(x))
         if len(x) == 0:
             raise ValueError("evaluate: x is empty")
+        weights = _check_sample_weight("evaluate", sample_weight, len(x))
+        self._check_metrics_take(weights is not None)
         loss_fn, fused = self._training_loss(), self.fused_output
         loss_sum, outputs = 0.0, []
-        for x_batch, y_batch in batches(x, y, batch_size=batch_size):
+        for x_batch, y_batch, w_batch in _weighted_batches(x, y, weights, batch_size):
             output = self._forward(x_batch, training=False, fused=fused)
-            loss_sum += loss_fn(output, y_batch) * len(x_batch)
+            loss_sum += _loss(loss_fn, output, y_batch, w_batch) * len(x_batch)
             outputs.append(output)
         scores = {"loss": loss_sum / len(x) + self._penalty(add_gradients=False)}
         output = np.concatenate(outputs)
-        scores.update(self._metric_values(y, loss_fn.predictions(output)))
+        scores.update(self._metric_values(y, loss_fn.predictions(output), weights))
         return scores
 
     def predict(self, x: ArrayLike, batch_size: int | None = None) -> np.ndarray:

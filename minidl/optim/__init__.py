@@ -1,4 +1,5 @@
-r"""Optimizers with PyTorch's update rules, and learning-rate schedules.
+r"""Optimizers with PyTorch's update rules, and learning-rate schedules
+(:mod:`minidl.optim.schedules`; any of them can be an optimizer's ``lr``).
 
 Every optimizer reads ``p.grad`` and updates ``p.data`` in place for each :class:`Parameter`
 it was given, so the layers holding those parameters see the new values. The arithmetic
@@ -20,16 +21,29 @@ from typing import Any
 from minidl.optim.adagrad import Adagrad
 from minidl.optim.adam import Adam
 from minidl.optim.adamw import AdamW
-from minidl.optim.optimizer import Optimizer
+from minidl.optim.optimizer import Optimizer, with_schedule
 from minidl.optim.rmsprop import RMSprop
-from minidl.optim.schedules import CosineDecay, ExponentialDecay, StepDecay
+from minidl.optim.schedules import (
+    SCHEDULES,
+    CosineAnnealingLR,
+    CosineDecay,
+    CosineDecayRestarts,
+    ExponentialDecay,
+    InverseTimeDecay,
+    LearningRateSchedule,
+    PiecewiseConstantDecay,
+    PolynomialDecay,
+    StepDecay,
+)
 from minidl.optim.sgd import SGD
 from minidl.parameter import Parameter
 from minidl.registry import class_and_config, to_spec
 
 __all__ = [
-    "OPTIMIZERS", "SGD", "Adagrad", "Adam", "AdamW", "CosineDecay", "ExponentialDecay",
-    "Optimizer", "RMSprop", "StepDecay", "deserialize", "get", "serialize",
+    "OPTIMIZERS", "SCHEDULES", "SGD", "Adagrad", "Adam", "AdamW", "CosineAnnealingLR",
+    "CosineDecay", "CosineDecayRestarts", "ExponentialDecay", "InverseTimeDecay",
+    "LearningRateSchedule", "Optimizer", "PiecewiseConstantDecay", "PolynomialDecay", "RMSprop",
+    "StepDecay", "deserialize", "get", "serialize",
 ]
 
 
@@ -76,7 +90,8 @@ def deserialize(spec: Mapping[str, Any], params: Iterable[Parameter]) -> Optimiz
     """The optimizer that ``spec`` (from :func:`serialize`) describes, over ``params``.
 
     Only classes in :data:`OPTIMIZERS` are built; config keys missing from ``spec`` take the
-    constructor's defaults, unknown ones raise a ValueError.
+    constructor's defaults, unknown ones raise a ValueError. An ``lr`` that is a
+    ``{"class_name", "config"}`` dict is a schedule from :data:`SCHEDULES`.
     """
     cls, config = class_and_config(spec, OPTIMIZERS, "optimizer")
     accepted = [name for name in inspect.signature(cls).parameters if name != "params"]
@@ -84,4 +99,4 @@ def deserialize(spec: Mapping[str, Any], params: Iterable[Parameter]) -> Optimiz
         if key not in accepted:
             raise ValueError(f"deserialize: {cls.__name__} has no argument {key!r}; "
                              f"expected {', '.join(map(repr, accepted))}")
-    return cls(params, **config)
+    return cls(params, **with_schedule(config))

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from minidl.optim.optimizer import Optimizer, State, _flag, _non_negative
+from minidl.optim.schedules import LearningRateSchedule
 from minidl.parameter import Parameter
 
 
@@ -22,8 +23,9 @@ class Adagrad(Optimizer):
     :math:`\eta` is ``lr_decay``; the sum starts at :math:`s_0` = ``initial_accumulator_value``.
     """
 
-    def __init__(self, params: Iterable[Parameter], lr: float = 0.01, lr_decay: float = 0.0,
-                 weight_decay: float = 0.0, initial_accumulator_value: float = 0.0,
+    def __init__(self, params: Iterable[Parameter], lr: float | LearningRateSchedule = 0.01,
+                 lr_decay: float = 0.0, weight_decay: float = 0.0,
+                 initial_accumulator_value: float = 0.0,
                  eps: float = 1e-10, maximize: bool = False) -> None:
         super().__init__(
             params, lr=lr,

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from minidl.optim.optimizer import Optimizer, State, _betas, _flag, _non_negative
+from minidl.optim.schedules import LearningRateSchedule
 from minidl.parameter import Parameter
 
 
@@ -28,7 +29,7 @@ class Adam(Optimizer):
 
     _decoupled_weight_decay = False
 
-    def __init__(self, params: Iterable[Parameter], lr: float = 0.001,
+    def __init__(self, params: Iterable[Parameter], lr: float | LearningRateSchedule = 0.001,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, amsgrad: bool = False,
                  maximize: bool = False) -> None:

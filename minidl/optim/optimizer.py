@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from minidl.optim.schedules import LearningRateSchedule, deserialize, serialize
 from minidl.parameter import Parameter
 
 State = dict[str, Any]
@@ -67,6 +68,11 @@ class Optimizer:
     in a handful of NumPy calls instead of a handful per parameter, which is most of a small
     model's step.
     ``state`` still shows one dict per parameter (views into the shared state).
+
+    ``iterations`` counts the steps taken (Keras' name): a step is one pass over
+    :meth:`_param_states`, which counts it when the pass is over. ``lr`` may be a
+    :class:`~minidl.optim.schedules.LearningRateSchedule`, which is then evaluated at
+    ``iterations`` whenever the rule reads ``self.lr``: the first step uses ``schedule(0)``.
     """
 
     def __init__(self, params: Iterable[Parameter], **hyperparameters: Any) -> None:
@@ -81,6 +87,8 @@ class Optimizer:
             raise ValueError("optimizer got the same Parameter more than once; "
                              "it would be updated twice per step")
         self._hyperparameter_names = tuple(hyperparameters)
+        self.iterations = 0
+        self._schedule: LearningRateSchedule | None = None
         for name, value in hyperparameters.items():
             setattr(self, name, value)
         # One dict per parameter, in params order; {} until the parameter's first step.
@@ -93,9 +101,10 @@ class Optimizer:
         or, for parameters stored end to end, one parameter spanning them all."""
         if self._flat is None:
             yield from zip(self.params, self.state, strict=True)
-            return
-        yield self._flat, self._flat_state
-        self._share_flat_state(refresh_views=False)
+        else:
+            yield self._flat, self._flat_state
+            self._share_flat_state(refresh_views=False)
+        self.iterations += 1
 
     def _share_flat_state(self, refresh_views: bool) -> None:
         """Show the shared state in each parameter's dict: views of its slice of each array."""
@@ -126,12 +135,32 @@ class Optimizer:
 
     @property
     def lr(self) -> float:
-        """The learning rate; writable, e.g. by a schedule between epochs."""
-        return self._lr
+        """The learning rate of the next step: the number given, or the schedule's value at
+        ``iterations``. Writable (e.g. by a callback between epochs) when it is a number;
+        assigning a schedule replaces the number or the schedule."""
+        if self._schedule is None:
+            return self._lr
+        return _non_negative("lr", self._schedule(self.iterations),
+                             f"learning rate from {type(self._schedule).__name__} at "
+                             f"iteration {self.iterations}")
 
     @lr.setter
-    def lr(self, value: float) -> None:
+    def lr(self, value: float | LearningRateSchedule) -> None:
+        if isinstance(value, LearningRateSchedule):
+            self._schedule = value
+            return
+        if self._schedule is not None:
+            # Keras' message: a number would silently end the schedule
+            raise TypeError("This optimizer was created with a `LearningRateSchedule` object "
+                            "as its `lr` constructor argument, hence its learning rate is not "
+                            "settable. If you need the learning rate to be settable, you "
+                            "should instantiate the optimizer with a float `lr` argument.")
         self._lr = _non_negative("lr", value, "learning rate")
+
+    @property
+    def schedule(self) -> LearningRateSchedule | None:
+        """The schedule given as ``lr``, or None when ``lr`` is a number."""
+        return self._schedule
 
     def step(self) -> None:
         """Update every parameter from its current gradient."""
@@ -144,8 +173,12 @@ class Optimizer:
             param.zero_grad()
 
     def get_config(self) -> dict[str, Any]:
-        """The constructor's hyper-parameters with their current values (JSON-able)."""
+        """The constructor's hyper-parameters with their current values (JSON-able); a
+        schedule as ``lr`` is its ``{"class_name", "config"}``, which
+        :func:`minidl.optim.deserialize` and :meth:`load_state_dict` read back."""
         config = {name: getattr(self, name) for name in self._hyperparameter_names}
+        if self._schedule is not None:
+            config["lr"] = serialize(self._schedule)
         if "betas" in config:
             config["betas"] = list(config["betas"])
         return config
@@ -158,12 +191,13 @@ class Optimizer:
     def state_dict(self) -> dict[str, Any]:
         """A snapshot of the hyper-parameters and state: arrays and numbers only.
 
-        ``{"config": get_config(), "state": [one dict per parameter]}``; a parameter that has
-        not been stepped yet has ``{}``. Arrays are copies: later steps do not change them.
+        ``{"config": get_config(), "state": [one dict per parameter], "iterations": n}``; a
+        parameter that has not been stepped yet has ``{}``. Arrays are copies: later steps do
+        not change them.
         """
         state = [{key: value.copy() if isinstance(value, np.ndarray) else value
                   for key, value in param_state.items()} for param_state in self.state]
-        return {"config": self.get_config(), "state": state}
+        return {"config": self.get_config(), "state": state, "iterations": self.iterations}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore hyper-parameters and state saved by :meth:`state_dict`.
@@ -171,17 +205,20 @@ class Optimizer:
         Everything is checked before anything changes: the keys, the number of per-parameter
         states, every array's shape and dtype against its parameter. A problem raises a
         ValueError naming it. Training then continues exactly as it would have.
+        ``iterations`` may be missing (state saved before minidl counted steps): it is then 0.
         """
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"load_state_dict: expected a dict, got {type(state_dict).__name__}")
-        _check_keys("load_state_dict", state_dict, ("config", "state"))
+        _check_keys("load_state_dict", state_dict, ("config", "state"), optional=("iterations",))
+        iterations = _step_count("load_state_dict: 'iterations'",
+                                 state_dict.get("iterations", 0))
         config = state_dict["config"]
         if not isinstance(config, Mapping):
             raise ValueError(f"load_state_dict: 'config' must be a dict, "
                              f"got {type(config).__name__}")
         _check_keys("load_state_dict: config", config, self._hyperparameter_names)
         try:
-            loaded = type(self)(self.params, **config)
+            loaded = type(self)(self.params, **with_schedule(config))
         except (TypeError, ValueError) as error:
             # Re-raised as ValueError: a bad value in a saved file is a bad file.
             raise ValueError(f"load_state_dict: config: {error}") from error
@@ -196,7 +233,11 @@ class Optimizer:
         new_state = [loaded._checked_state(index, param, param_state)
                      for index, (param, param_state) in pairs]
         for name in self._hyperparameter_names:
-            setattr(self, name, getattr(loaded, name))
+            if name != "lr":
+                setattr(self, name, getattr(loaded, name))
+        self._schedule = None  # the loaded lr, a number or a schedule, replaces ours
+        self.lr = loaded.schedule if loaded.schedule is not None else loaded.lr
+        self.iterations = iterations
         self.state = new_state
         self._gather_flat_state()
 
@@ -226,11 +267,22 @@ class Optimizer:
         return checked
 
 
-def _check_keys(where: str, mapping: Mapping[str, Any], expected: Iterable[str]) -> None:
+def with_schedule(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` with a serialized schedule as ``lr`` (from :meth:`Optimizer.get_config`)
+    turned back into the schedule."""
+    config = dict(config)
+    if isinstance(config.get("lr"), Mapping):
+        config["lr"] = deserialize(config["lr"])
+    return config
+
+
+def _check_keys(where: str, mapping: Mapping[str, Any], expected: Iterable[str],
+                optional: Iterable[str] = ()) -> None:
     expected = tuple(expected)
     for key in expected:
         if key not in mapping:
             raise ValueError(f"{where} is missing key {key!r}")
+    expected += tuple(optional)
     for key in mapping:
         if key not in expected:
             raise ValueError(f"{where} has unknown key {key!r}; "

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from minidl.optim.optimizer import Optimizer, State, _flag, _non_negative
+from minidl.optim.schedules import LearningRateSchedule
 from minidl.parameter import Parameter
 
 
@@ -29,8 +30,9 @@ class RMSprop(Optimizer):
     PyTorch would produce NaN: it is clipped at 0 instead.
     """
 
-    def __init__(self, params: Iterable[Parameter], lr: float = 0.01, alpha: float = 0.99,
-                 eps: float = 1e-8, weight_decay: float = 0.0, momentum: float = 0.0,
+    def __init__(self, params: Iterable[Parameter], lr: float | LearningRateSchedule = 0.01,
+                 alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
+                 momentum: float = 0.0,
                  centered: bool = False, maximize: bool = False) -> None:
         super().__init__(
             params, lr=lr, alpha=_non_negative("alpha", alpha, "alpha value"),

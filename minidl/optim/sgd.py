@@ -7,6 +7,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from minidl.optim.optimizer import Optimizer, State, _flag, _non_negative
+from minidl.optim.schedules import LearningRateSchedule
 from minidl.parameter import Parameter
 
 
@@ -24,8 +25,9 @@ class SGD(Optimizer):
     :math:`\tau = 0`. Unlike PyTorch (0.001), the default ``lr`` is 0.01, Keras' default.
     """
 
-    def __init__(self, params: Iterable[Parameter], lr: float = 0.01, momentum: float = 0.0,
-                 dampening: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0,
+    def __init__(self, params: Iterable[Parameter], lr: float | LearningRateSchedule = 0.01,
+                 momentum: float = 0.0, dampening: float = 0.0, nesterov: bool = False,
+                 weight_decay: float = 0.0,
                  maximize: bool = False) -> None:
         momentum = _non_negative("momentum", momentum, "momentum value")
         dampening = _non_negative("dampening", dampening, "dampening value")
