@@ -231,3 +231,39 @@ def test_sample_weights_train_as_in_keras():
     ours = model.evaluate(x, y, sample_weight=w)["loss"]
     theirs = peer.evaluate(x, y, sample_weight=w, verbose=0)
     assert math.isclose(ours, theirs, rel_tol=1e-5)
+
+
+# ---------------------------------------------------------------------------- targets as Keras
+
+
+def test_sparse_labels_of_shape_n_by_1_train_as_labels_of_shape_n():
+    x, y, w = data()
+    flat, column = classifier(), classifier()
+    flat.fit(x, y, epochs=2, batch_size=5, verbose=0, sample_weight=w)
+    column.fit(x, y[:, None], epochs=2, batch_size=5, verbose=0, sample_weight=w)
+    for first, second in zip(flat.get_weights(), column.get_weights(), strict=True):
+        np.testing.assert_array_equal(first, second)
+    assert flat.evaluate(x, y) == column.evaluate(x, y[:, None])
+
+
+def test_a_per_pixel_softmax_head_trains_on_label_images():
+    # a segmentation head: Conv2D logits, a softmax over the channels of every pixel,
+    # labels of shape (N, H, W); the softmax is fused with the loss as for a Dense head
+    from minidl import Conv2D, Softmax
+
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(16, 6, 6, 1))
+    labels = (images[..., 0] > 0).astype(np.int64)  # a pixel's class: the sign of its value
+    model = Sequential([Conv2D(2, 1), Softmax()], input_dim=(6, 6, 1), seed=0, dtype="float64")
+    model.compile(optimizer=SGD(model.parameters(), lr=0.5),
+                  loss="sparse_categorical_crossentropy")
+    assert model.fused_output
+    before = model.evaluate(images, labels)["loss"]
+    model.fit(images, labels, epochs=20, batch_size=8, verbose=0)
+    after = model.evaluate(images, labels)["loss"]
+    assert after < before / 2
+    probabilities = model.predict(images)
+    assert probabilities.shape == (16, 6, 6, 2)
+    assert np.mean(probabilities.argmax(axis=-1) == labels) > 0.95
+    with_channel = model.evaluate(images, labels[..., None])["loss"]
+    assert math.isclose(with_channel, after, rel_tol=1e-12)

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import os
-import secrets
-import stat
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from minidl.callbacks.base import Callback, Logs
+from minidl.io import replace_atomically
 
 
 class CSVLogger(Callback):
@@ -65,7 +64,9 @@ class CSVLogger(Callback):
                 self._writer.writeheader()
         row = {"epoch": epoch, **{key: _cell(logs.get(key, "NA")) for key in self.keys}}
         self._writer.writerow(row)
-        _replace_atomically(self.filename, self._previous + self._rows.getvalue())
+        text = self._previous + self._rows.getvalue()
+        replace_atomically(Path(self.filename).absolute(),
+                           lambda file: file.write(text.encode("utf-8")))
 
 
 def _cell(value: Any) -> Any:
@@ -75,25 +76,3 @@ def _cell(value: Any) -> Any:
     if isinstance(value, Iterable):
         return f'"[{", ".join(map(str, value))}]"'
     return value
-
-
-def _replace_atomically(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` as minidl.io writes model files: a temporary file in the
-    same folder, fsync, ``os.replace``; an existing file keeps its permission bits."""
-    folder, name = os.path.split(os.path.abspath(path))
-    mode = stat.S_IMODE(os.stat(path).st_mode) if os.path.exists(path) else None
-    temporary = os.path.join(folder, f".{name}.{secrets.token_hex(8)}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        if mode is not None:
-            os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        # KeyboardInterrupt included: never leave a half-written temporary file behind
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise

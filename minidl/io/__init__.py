@@ -16,8 +16,8 @@ SHA-256 before returning anything. docs/format.md specifies the format for other
 """
 
 from minidl.io.loading import load_npz, read_metadata, verify
-from minidl.io.saving import save_npz
+from minidl.io.saving import replace_atomically, save_npz
 from minidl.io.spec import FORMAT, FORMAT_VERSION, METADATA_KEY, ModelFormatError
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "METADATA_KEY", "ModelFormatError", "load_npz",
-           "read_metadata", "save_npz", "verify"]
+           "read_metadata", "replace_atomically", "save_npz", "verify"]

@@ -12,7 +12,7 @@ import os
 import secrets
 import stat
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -58,16 +58,23 @@ def save_npz(path: str | os.PathLike[str], meta: Mapping[str, Any],
             f"(minidl does not create folders)")
     if target.is_dir():
         raise IsADirectoryError(f"save_npz: '{target}' is a folder, not a file name")
-    mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else None
+    replace_atomically(target, lambda file: _write_archive(file, payload, contiguous))
 
+
+def replace_atomically(target: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Make the file ``target`` what ``write(file)`` writes, atomically: into a temporary file
+    in the same folder, flushed, fsynced, then moved over ``target`` with ``os.replace``, so
+    that readers see the old file or the new one and a failure leaves the old one and no
+    temporary file. An existing file keeps its permission bits; a new one gets the usual
+    ``0o666 & ~umask`` (tempfile.mkstemp's 0o600 would make a model unreadable to, e.g., a
+    server run by another user)."""
+    mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else None
     temporary = target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
-    # os.open with 0o666 lets the umask decide the permissions, as for any new file
-    # (tempfile.mkstemp would make the model unreadable to, e.g., a server run by another user).
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL
                          | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(descriptor, "wb") as file:
-            _write_archive(file, payload, contiguous)
+            write(file)
             file.flush()
             os.fsync(file.fileno())
         if mode is not None:
@@ -78,7 +85,7 @@ def save_npz(path: str | os.PathLike[str], meta: Mapping[str, Any],
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
-    _fsync_folder(folder)
+    _fsync_folder(target.parent)
 
 
 def _checked_arrays(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
