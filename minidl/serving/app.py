@@ -60,9 +60,8 @@ class Request:
         # as sent (percent-encoded), and the query: the URL TF Serving's routes match
         self.raw_path: bytes | None = scope.get("raw_path")
         self.query_string: bytes = scope.get("query_string", b"")
-        self.headers: dict[bytes, bytes] = {}
-        for name, value in scope["headers"]:
-            self.headers.setdefault(name, value)  # the first of repeated headers counts
+        # the first of repeated headers counts: the last written into the dict wins
+        self.headers: dict[bytes, bytes] = dict(reversed(list(scope["headers"])))
         self._receive = receive
         self._max_body_bytes = max_body_bytes
         self._on_body_done = on_body_done

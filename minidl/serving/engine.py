@@ -121,7 +121,10 @@ class ServingServer:
             max_head_bytes=max_head_bytes, lifespan="on", ws="none", log_config=None,
             access_log=False, server_header=False, timeout_keep_alive=keep_alive_timeout,
             max_connections=max_connections, timeout_graceful_shutdown=grace_seconds,
-            ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
+            ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile,
+            # the app reads no client address, so uvicorn's X-Forwarded-For rewriting
+            # (a middleware around every request) has nothing to do
+            proxy_headers=False)
         self._server = _Server(self.config)
 
     @property
