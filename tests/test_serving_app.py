@@ -625,8 +625,9 @@ class ThreadRecordingModel:
 
     def predict(self, x, batch_size=None):
         self.threads.append(threading.current_thread().name)
-        if self.pause:
-            threading.Event().wait(self.pause)
+        pause = self.pause(len(self.threads)) if callable(self.pause) else self.pause
+        if pause:
+            threading.Event().wait(pause)
         return x * 2
 
 
@@ -651,3 +652,21 @@ def test_a_cheap_unbatched_predict_runs_on_the_event_loop_and_a_costly_one_in_th
         assert all(name.startswith("minidl-predict") for name in later)
     else:  # measured as cheap: the server's own thread, which runs the event loop
         assert later == ["minidl-serving"] * 3
+
+
+def test_one_slow_predict_does_not_send_a_cheap_model_to_the_pool(tmp_path):
+    # a cheap model whose third call is slowed down (in a pool thread that waits for the GIL,
+    # or by the host pausing the machine, a call only ever takes longer): the expectation is
+    # the least of the last predicts, so the calls after it still run on the event loop
+    from minidl.serving import ModelConfig, ModelManager, ServingApp
+
+    model = ThreadRecordingModel(lambda call: 0.05 if call == 3 else 0.0)
+    save_version(tmp_path, 1)
+    manager = ModelManager([ModelConfig("m", str(tmp_path))], file_system_poll_wait_seconds=0,
+                           loader=lambda path: model)
+    with running_server(ServingApp(manager)) as base, requests.Session() as http:
+        for _ in range(6):
+            assert http.post(base + "/v1/models/m:predict", json={"instances": ROWS},
+                             timeout=10).ok
+    assert model.threads[0].startswith("minidl-predict")
+    assert model.threads[1:] == ["minidl-serving"] * 5

@@ -14,6 +14,7 @@ itself.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import hashlib
 import hmac
@@ -43,6 +44,7 @@ logger = logging.getLogger("minidl.serving")
 
 METRICS_ROUTE = "/monitoring/prometheus/metrics"
 INLINE_SECONDS = 0.0005  # a predict expected to be shorter runs on the event loop
+TIMINGS_KEPT = 8  # the expectation: the least seconds per row of a model's last 8 predicts
 _JSON = b"application/json"
 _CORS_HEADERS = [(b"access-control-allow-origin", b"*")]
 _PREFLIGHT_HEADERS = [(b"access-control-allow-methods", b"GET, HEAD, POST, OPTIONS"),
@@ -139,8 +141,9 @@ class ServingApp:
         self._predict_threads = concurrent.futures.ThreadPoolExecutor(
             predict_threads or 4 * (os.cpu_count() or 1), thread_name_prefix="minidl-predict")
         self._routes = tfserving.Routes(self)
-        # unbatched predicts: seconds per row of each model, forgotten with the model
-        self._seconds_per_row: weakref.WeakKeyDictionary[Any, float] = (
+        # unbatched predicts: seconds per row of each model's last predicts, forgotten with
+        # the model
+        self._seconds_per_row: weakref.WeakKeyDictionary[Any, collections.deque[float]] = (
             weakref.WeakKeyDictionary())
         self._started = False
         # called once the models are loaded (the engine prints its ready line there)
@@ -271,8 +274,11 @@ class ServingApp:
         event loop, and any other in a thread of the pool. Handing a call to a thread and back
         costs ~0.1 ms, a third of a small model's request (benchmarks/SERVING.md), while a
         predict that short holds the loop no longer than parsing its JSON does. The
-        expectation is the model's time per row, measured on every predict (a model not yet
-        measured runs in the pool), times the rows.
+        expectation is the model's time per row, the least of its last ``TIMINGS_KEPT``
+        predicts (a model not yet measured runs in the pool), times the rows. The least, not
+        an average: a call is only ever slowed down (waiting for the GIL in a pool thread, the
+        host pausing the machine), and one slow call must not send a cheap model to the
+        pool, where every call waits for the GIL again.
         """
         if self.predicts_in_progress >= self.max_enqueued_requests:
             raise HTTPError(429, f"Too many predict requests in progress (limit "
@@ -282,16 +288,15 @@ class ServingApp:
         try:
             if self.batcher is not None:
                 return await self.batcher.predict(model, x, key=name)
-            per_row = self._seconds_per_row.get(model)
-            if per_row is not None and per_row * len(x) < INLINE_SECONDS:
+            timings = self._seconds_per_row.get(model)
+            if timings is not None and min(timings) * len(x) < INLINE_SECONDS:
                 outputs, seconds = _timed_run(model, x)
             else:
                 outputs, seconds = await asyncio.get_running_loop().run_in_executor(
                     self._predict_threads, _timed_run, model, x)
-            measured = seconds / max(len(x), 1)
-            # a moving average: one slow call (a page fault, a busy machine) moves it a little
-            self._seconds_per_row[model] = (measured if per_row is None
-                                            else 0.8 * per_row + 0.2 * measured)
+            if timings is None:
+                timings = self._seconds_per_row[model] = collections.deque(maxlen=TIMINGS_KEPT)
+            timings.append(seconds / max(len(x), 1))
             self._observe_batch(name, len(x))
             return outputs
         finally:
