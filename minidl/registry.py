@@ -41,6 +41,28 @@ def class_and_config(spec: Any, registry: Mapping[str, type],
     return registry[class_name], dict(config)
 
 
+def resolve(identifier: Any, base: type, names: Mapping[str, Any],
+            registry: Mapping[str, type], deserialize: Any, kind: str) -> Any:
+    """What Keras' ``get`` functions return for ``identifier``: None stays None, an instance
+    of ``base`` is returned as is, a subclass of ``base`` is instantiated, a ``{"class_name",
+    "config"}`` dict is deserialized, and a name (in ``names``, or a class name in
+    ``registry``) gives a new object with default arguments."""
+    if identifier is None or isinstance(identifier, base):
+        return identifier
+    if isinstance(identifier, Mapping):
+        return deserialize(identifier)
+    if inspect.isclass(identifier) and issubclass(identifier, base):
+        return identifier()
+    if not isinstance(identifier, str):
+        raise TypeError(f"get: expected a {kind} name, a {base.__name__}, a {base.__name__} "
+                        f"class, a config dict or None, got {type(identifier).__name__}")
+    make = names.get(identifier) or registry.get(identifier)
+    if make is None:
+        raise ValueError(f"get: unknown {kind} {identifier!r}; "
+                         f"known: {', '.join(names)}, {', '.join(registry)}")
+    return make()
+
+
 class Configurable:
     """Config as data for classes that keep each constructor argument under its own name:
     ``get_config`` reads them back, ``from_config`` calls the constructor with them."""

@@ -10,7 +10,6 @@ never by importing a name; :func:`get` also takes Keras' names (``"l2"``, ...).
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Mapping
 from numbers import Real
@@ -20,7 +19,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from minidl.functional._checks import _as_float_array
-from minidl.registry import Configurable, class_and_config, to_spec
+from minidl.registry import Configurable, class_and_config, resolve, to_spec
 
 
 def _check_factor(value: float, owner: str, name: str) -> float:
@@ -191,20 +190,7 @@ def get(identifier: str | Regularizer | type[Regularizer] | Mapping[str, Any] | 
     as is, a Regularizer class is instantiated, a ``{"class_name", "config"}`` dict is
     deserialized, and a name (a class name in ``REGULARIZERS`` or ``"l1"``, ``"l2"``,
     ``"l1l2"``, ``"l1_l2"``, ``"orthogonal_regularizer"``) gives the default penalty."""
-    if identifier is None or isinstance(identifier, Regularizer):
-        return identifier
-    if isinstance(identifier, Mapping):
-        return deserialize(identifier)
-    if inspect.isclass(identifier) and issubclass(identifier, Regularizer):
-        return identifier()
-    if not isinstance(identifier, str):
-        raise TypeError(f"get: expected a regularizer name, a Regularizer, a Regularizer "
-                        f"class, a config dict or None, got {type(identifier).__name__}")
-    make = _NAMES.get(identifier) or REGULARIZERS.get(identifier)
-    if make is None:
-        raise ValueError(f"get: unknown regularizer {identifier!r}; "
-                         f"known: {', '.join(_NAMES)}, {', '.join(REGULARIZERS)}")
-    return make()
+    return resolve(identifier, Regularizer, _NAMES, REGULARIZERS, deserialize, "regularizer")
 
 
 def serialize(regularizer: Regularizer | None) -> dict[str, Any] | None:

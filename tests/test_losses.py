@@ -359,7 +359,7 @@ def test_config_and_repr_name_the_constructor_arguments():
      r"^get: unknown loss 'typo'; known: cross_entropy, "
      r"binary_cross_entropy, mean_squared_error"),
     (lambda: losses.get(1.5), TypeError,
-     r"^get: expected a loss name, a Loss, a Loss class or a config dict, got float"),
+     r"^get: expected a loss name, a Loss, a Loss class, a config dict or None, got float"),
     (lambda: CrossEntropy(label_smoothing=1.5), ValueError,
      r"^CrossEntropy: label_smoothing must be in \[0, 1\], got 1.5"),
     (lambda: CrossEntropy(label_smoothing=None), TypeError,

@@ -21,7 +21,6 @@ saved with any of them, by this version or an earlier one, load back.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,7 +43,7 @@ from minidl.losses.regression import (
     MeanSquaredError,
     MeanSquaredLogarithmicError,
 )
-from minidl.registry import class_and_config, to_spec
+from minidl.registry import class_and_config, resolve, to_spec
 
 __all__ = [
     "LOSSES", "BinaryCrossEntropy", "BinaryCrossentropy", "CategoricalCrossentropy",
@@ -95,20 +94,7 @@ def get(identifier: str | Loss | type[Loss] | Mapping[str, Any] | None) -> Loss 
     class name in ``LOSSES``) gives a new loss with default arguments; a Loss is returned as
     is, a Loss class is instantiated, a ``{"class_name", "config"}`` dict is deserialized,
     and None stays None."""
-    if identifier is None or isinstance(identifier, Loss):
-        return identifier
-    if isinstance(identifier, Mapping):
-        return deserialize(identifier)
-    if inspect.isclass(identifier) and issubclass(identifier, Loss):
-        return identifier()
-    if not isinstance(identifier, str):
-        raise TypeError(f"get: expected a loss name, a Loss, a Loss class or a config dict, "
-                        f"got {type(identifier).__name__}")
-    cls = _NAMES.get(identifier) or LOSSES.get(identifier)
-    if cls is None:
-        raise ValueError(f"get: unknown loss {identifier!r}; known: {', '.join(_NAMES)}, "
-                         f"{', '.join(LOSSES)}")
-    return cls()
+    return resolve(identifier, Loss, _NAMES, LOSSES, deserialize, "loss")
 
 
 def serialize(loss: Loss | None) -> dict[str, Any] | None:
