@@ -586,3 +586,23 @@ def test_model_checkpoint_weights_only_files_load_into_a_model_of_the_same_shape
     other.load_weights(tmp_path / "w.npz")
     for weight, expected in zip(other.get_weights(), model.get_weights(), strict=True):
         np.testing.assert_array_equal(weight, expected)
+
+
+def test_terminate_on_nan_with_csv_logger_logs_the_non_finite_epoch(tmp_path):
+    # keras/src/callbacks/csv_logger_test.py::test_stop_training_csv: kernels of 1e5 through
+    # five ReLU layers overflow at once; training stops after that epoch, whose non-finite
+    # loss is in the history and the CSV file
+    (x_train, y_train), (x_test, y_test) = keras_test_data()
+    model = Sequential([Dense(2, activation="relu") for _ in range(5)] + [Dense(2)],
+                       input_dim=3, seed=0)
+    model.set_weights([np.full_like(w, 1e5) if w.ndim == 2 else w for w in model.get_weights()])
+    model.compile(optimizer="sgd", loss="mean_squared_error")
+    log = tmp_path / "csv_logger.csv"
+    history = model.fit(x_train, y_train, batch_size=4, epochs=20, verbose=0,
+                        validation_data=(x_test, y_test),
+                        callbacks=[TerminateOnNaN(), CSVLogger(log)])
+    loss = history.history["loss"]
+    assert len(loss) == 1 and (np.isnan(loss[0]) or np.isinf(loss[0]))
+    with open(log, newline="") as file:
+        rows = [row for row in csv.reader(file) if row]
+    assert "nan" in rows[-1] or "inf" in rows[-1]

@@ -321,7 +321,8 @@ class Trainer:
     def evaluate(self, x: ArrayLike, y: ArrayLike, batch_size: int = 256,
                  sample_weight: ArrayLike | None = None) -> dict[str, float]:
         """The loss (with penalties, as in training) and the compiled metrics on ``(x, y)``,
-        each row weighted by ``sample_weight`` if given."""
+        each row weighted by ``sample_weight`` if given; a loss that overflows is reported
+        as inf (or NaN), without a warning, as in training."""
         if self.loss is None:
             raise RuntimeError("evaluate: call compile(optimizer, loss) first")
         x = self._check_x("evaluate", x)
@@ -333,8 +334,10 @@ class Trainer:
         loss_fn, fused = self._training_loss(), self.fused_output
         loss_sum, outputs = 0.0, []
         for x_batch, y_batch, w_batch in _weighted_batches(x, y, weights, batch_size):
-            output = self._forward(x_batch, training=False, fused=fused)
-            loss_sum += _loss(loss_fn, output, y_batch, w_batch) * len(x_batch)
+            # an overflow is reported as it is in training: an infinite (or NaN) loss
+            with np.errstate(over="ignore", invalid="ignore"):
+                output = self._forward(x_batch, training=False, fused=fused)
+                loss_sum += _loss(loss_fn, output, y_batch, w_batch) * len(x_batch)
             outputs.append(output)
         scores = {"loss": loss_sum / len(x) + self._penalty(add_gradients=False)}
         output = np.concatenate(outputs)
