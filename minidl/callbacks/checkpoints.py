@@ -16,6 +16,18 @@ from minidl.callbacks.base import Callback, Logs
 from minidl.callbacks.monitoring import checked_mode, monitor_mode, monitored
 
 
+def _save_due(callback: ModelCheckpoint | BackupAndRestore) -> bool:
+    """Whether a callback that saves every ``save_freq`` batches saves after this one; the
+    batches are counted across epochs, as Keras counts them."""
+    if callback.save_freq == "epoch":
+        return False
+    callback._batches_since_save += 1
+    if callback._batches_since_save < callback.save_freq:
+        return False
+    callback._batches_since_save = 0
+    return True
+
+
 def _is_batch_count(save_freq: object) -> bool:
     return (not isinstance(save_freq, bool) and isinstance(save_freq, int)
             and save_freq >= 1)
@@ -63,12 +75,7 @@ class ModelCheckpoint(Callback):
         self._epoch = epoch
 
     def on_batch_end(self, batch: int, logs: Logs | None = None) -> None:
-        if self.save_freq == "epoch":
-            return
-        # counted across epochs, as Keras counts: every save_freq-th batch of the training
-        self._batches_since_save += 1
-        if self._batches_since_save >= self.save_freq:
-            self._batches_since_save = 0
+        if _save_due(self):
             self._save(self._epoch, batch, logs or {})
 
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
@@ -160,11 +167,7 @@ class BackupAndRestore(Callback):
             self.model._initial_epoch = self._epochs_done
 
     def on_batch_end(self, batch: int, logs: Logs | None = None) -> None:
-        if self.save_freq == "epoch":
-            return
-        self._batches_since_save += 1
-        if self._batches_since_save >= self.save_freq:
-            self._batches_since_save = 0
+        if _save_due(self):
             self.model.save(self.path, include_optimizer=True)
 
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:

@@ -40,7 +40,6 @@ The attacks these are for, and what was measured: tests/test_serving_attacks.py.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 
@@ -53,6 +52,7 @@ except ModuleNotFoundError as error:
     raise missing(error, "serving") from error
 
 from minidl.serving.adapters import CycleTransport, InputFlow
+from minidl.serving.framing import closing_answer, framing_refusal
 
 logger = logging.getLogger("minidl.serving")
 
@@ -61,13 +61,6 @@ MAX_HEAD_BYTES = 64 * 1024  # blank lines, request line and headers of one reque
 LINGER_SECONDS = 2.0  # after a last answer, how long what the client still sends is dropped
 MAX_CONNECTIONS = 1000  # open connections and requests in progress; one more gets 503
 FEED_BYTES = 4096  # the parser takes a read in slices of this size, none while reading pauses
-
-
-def _closing_answer(status: bytes, message: str) -> bytes:
-    """A whole JSON error answer that closes the connection, as bytes."""
-    body = json.dumps({"error": message}).encode("utf-8")
-    return (b"HTTP/1.1 %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
-            b"connection: close\r\n\r\n%s" % (status, len(body), body))
 
 
 class _Refused(Exception):
@@ -101,7 +94,7 @@ class GuardedProtocol(httptools_impl.HttpToolsProtocol):
         self._transitions = 0
         self._in_body = False  # the head of the message being parsed is complete
         if len(self.connections) > self.config.max_connections:
-            self._refuse(_closing_answer(
+            self._refuse(closing_answer(
                 b"503 Service Unavailable",
                 f"The server has its limit of {self.config.max_connections} connections "
                 "open (--max_connections); retry later"))
@@ -204,7 +197,7 @@ class GuardedProtocol(httptools_impl.HttpToolsProtocol):
             raise _Refused
 
     def _head_too_large(self) -> bytes:
-        return _closing_answer(
+        return closing_answer(
             b"431 Request Header Fields Too Large",
             f"The request head is larger than {self.config.max_head_bytes} bytes")
 
@@ -227,38 +220,18 @@ class GuardedProtocol(httptools_impl.HttpToolsProtocol):
             self._transfer_codings += [coding.strip().lower() for coding in value.split(b",")]
         elif lowered == b"host":
             if self._host_seen:  # which one names the site? (RFC 9112 section 3.2)
-                self._refusal = _closing_answer(b"400 Bad Request",
-                                                "Malformed request: more than one Host")
+                self._refusal = closing_answer(b"400 Bad Request",
+                                               "Malformed request: more than one Host")
                 raise _Refused
             self._host_seen = True
         super().on_header(name, value)
 
-    def _check_framing(self) -> None:
-        """What llhttp lets through to ``on_headers_complete``: Transfer-Encoding in
-        HTTP/1.0, whose framing RFC 9112 (section 6.1) says cannot be trusted; a coding list
-        that does not end in chunked (the body's length is unknown); codings besides
-        chunked (not implemented here)."""
-        codings = [coding for coding in self._transfer_codings if coding]
-        if not self._transfer_codings:
-            return
-        if self.parser.get_http_version() == "1.0":
-            problem = "Transfer-Encoding in an HTTP/1.0 request (RFC 9112 section 6.1)"
-        elif not codings or codings[-1] != b"chunked":
-            problem = "Transfer-Encoding does not end in chunked (RFC 9112 section 6.3)"
-        else:
-            others = sorted({coding.decode("latin-1") for coding in codings} - {"chunked"})
-            if not others:
-                return
-            self._refusal = _closing_answer(
-                b"501 Not Implemented", f"Transfer-Encoding {', '.join(others)} is not "
-                                        "supported; send the body as is or chunked")
-            raise _Refused
-        self._refusal = _closing_answer(b"400 Bad Request", f"Malformed request: {problem}")
-        raise _Refused
-
     def on_headers_complete(self) -> None:
         self._head_done()
-        self._check_framing()
+        refusal = framing_refusal(self._transfer_codings, self.parser.get_http_version())
+        if refusal is not None:
+            self._refusal = refusal
+            raise _Refused
         self._transition(False)
         self._in_body = True
         super().on_headers_complete()
@@ -286,8 +259,8 @@ class GuardedProtocol(httptools_impl.HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         """What llhttp refused, as a JSON answer like every other (uvicorn's is plain text),
         or the answer of a check here that stopped the parser (431, 400, 501)."""
-        answer = self._refusal or _closing_answer(b"400 Bad Request",
-                                                  f"Malformed request: {msg}")
+        answer = self._refusal or closing_answer(b"400 Bad Request",
+                                                 f"Malformed request: {msg}")
         self._refusal = None
         self._refuse(answer)
 

@@ -22,7 +22,28 @@ from minidl.optim.schedules.base import (
 )
 
 
-class ExponentialDecay(LearningRateSchedule):
+class _StepwiseDecay(LearningRateSchedule):
+    """What Keras' exponential and inverse-time decays share: a rate, a number of steps over
+    which it decays by ``decay_rate``, and steps counted in whole ``decay_steps`` or not."""
+
+    def __init__(self, initial_learning_rate: float, decay_steps: float, decay_rate: float,
+                 staircase: bool, name: str | None) -> None:
+        self.initial_learning_rate = non_negative("initial_learning_rate",
+                                                  initial_learning_rate)
+        self.decay_steps = positive("decay_steps", decay_steps)
+        self.decay_rate = non_negative("decay_rate", decay_rate)
+        self.staircase = bool(staircase)
+        self.name = name_or_none(name)
+
+    def _progress(self, step: float) -> float:
+        """``step / decay_steps``, rounded down with ``staircase``."""
+        progress = real("step", step) / self.decay_steps
+        if self.staircase:
+            progress = math.floor(progress)
+        return progress
+
+
+class ExponentialDecay(_StepwiseDecay):
     r"""Multiply the rate by ``decay_rate`` every ``decay_steps`` steps (Keras' schedule).
 
     .. math::
@@ -33,21 +54,13 @@ class ExponentialDecay(LearningRateSchedule):
 
     def __init__(self, initial_learning_rate: float, decay_steps: float, decay_rate: float,
                  staircase: bool = False, name: str | None = "ExponentialDecay") -> None:
-        self.initial_learning_rate = non_negative("initial_learning_rate",
-                                                  initial_learning_rate)
-        self.decay_steps = positive("decay_steps", decay_steps)
-        self.decay_rate = non_negative("decay_rate", decay_rate)
-        self.staircase = bool(staircase)
-        self.name = name_or_none(name)
+        super().__init__(initial_learning_rate, decay_steps, decay_rate, staircase, name)
 
     def __call__(self, step: float) -> float:
-        progress = real("step", step) / self.decay_steps
-        if self.staircase:
-            progress = math.floor(progress)
-        return self.initial_learning_rate * self.decay_rate ** progress
+        return self.initial_learning_rate * self.decay_rate ** self._progress(step)
 
 
-class InverseTimeDecay(LearningRateSchedule):
+class InverseTimeDecay(_StepwiseDecay):
     r"""The rate divided by :math:`1 + r\,s/T` (Keras' schedule).
 
     .. math::
@@ -56,18 +69,10 @@ class InverseTimeDecay(LearningRateSchedule):
 
     def __init__(self, initial_learning_rate: float, decay_steps: float, decay_rate: float,
                  staircase: bool = False, name: str | None = "InverseTimeDecay") -> None:
-        self.initial_learning_rate = non_negative("initial_learning_rate",
-                                                  initial_learning_rate)
-        self.decay_steps = positive("decay_steps", decay_steps)
-        self.decay_rate = non_negative("decay_rate", decay_rate)
-        self.staircase = bool(staircase)
-        self.name = name_or_none(name)
+        super().__init__(initial_learning_rate, decay_steps, decay_rate, staircase, name)
 
     def __call__(self, step: float) -> float:
-        progress = real("step", step) / self.decay_steps
-        if self.staircase:
-            progress = math.floor(progress)
-        return self.initial_learning_rate / (1 + self.decay_rate * progress)
+        return self.initial_learning_rate / (1 + self.decay_rate * self._progress(step))
 
 
 class PolynomialDecay(LearningRateSchedule):
