@@ -274,7 +274,7 @@ def test_classify_and_regress_are_not_supported(url, session, verb):
      "Failed to convert version: 123456789012345678901234567890 to numeric."),
     ("GET", "/v1/models/m/labels/stable/metadata", 400,
      "Unrecognized servable version label: stable"),
-    ("GET", "/v2/models/m", 404, "Malformed request: GET /v2/models/m"),
+    ("GET", "/v3/models/m", 404, "Malformed request: GET /v3/models/m"),
     ("POST", "/v1/models/m:explain", 400, "Malformed request: POST /v1/models/m:explain"),
     ("GET", "/v1/models/m/versions/x", 400, "Malformed request: GET /v1/models/m/versions/x"),
     ("GET", "/", 404, "Malformed request: GET /"),

@@ -27,8 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from minidl.serving import payload, tfserving
-from minidl.serving.batching import Batcher
+from minidl.serving import payload, tfserving, v2
+from minidl.serving.accesslog import AccessLog
+from minidl.serving.batching import Batcher, BatcherClosed, BatchQueueFull
 from minidl.serving.config import (
     DEFAULT_MODEL_NAME,
     ModelConfig,
@@ -39,68 +40,21 @@ from minidl.serving.errors import ClientGone, HTTPError
 from minidl.serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from minidl.serving.metrics import ServingMetrics
 from minidl.serving.models import ModelManager, ServableNotFound, ServableUnavailable
+from minidl.serving.ratelimit import RateLimiter, retry_after
+from minidl.serving.request import JSON, REQUEST_ID_HEADER, Exchange, Request, request_id
 
 logger = logging.getLogger("minidl.serving")
 
 METRICS_ROUTE = "/monitoring/prometheus/metrics"
 INLINE_SECONDS = 0.0005  # a predict expected to be shorter runs on the event loop
 TIMINGS_KEPT = 8  # the expectation: the least seconds per row of a model's last 8 predicts
-_JSON = b"application/json"
-_CORS_HEADERS = [(b"access-control-allow-origin", b"*")]
+_CORS_HEADERS = [(b"access-control-allow-origin", b"*"),
+                 (b"access-control-expose-headers", b"X-Request-ID")]
 _PREFLIGHT_HEADERS = [(b"access-control-allow-methods", b"GET, HEAD, POST, OPTIONS"),
-                      (b"access-control-allow-headers", b"Content-Type, Authorization, X-API-Key"),
+                      (b"access-control-allow-headers",
+                       b"Content-Type, Authorization, X-API-Key, X-Request-ID, "
+                       b"Inference-Header-Content-Length"),
                       (b"access-control-max-age", b"600")]
-
-
-class Request:
-    """What the routes read of an HTTP request: method, path, headers, and the body."""
-
-    def __init__(self, scope: dict[str, Any], receive: Any, max_body_bytes: int,
-                 on_body_done: Callable[[], None] | None = None) -> None:
-        self.method: str = scope["method"]
-        self.path: str = scope["path"]
-        # as sent (percent-encoded), and the query: the URL TF Serving's routes match
-        self.raw_path: bytes | None = scope.get("raw_path")
-        self.query_string: bytes = scope.get("query_string", b"")
-        # the first of repeated headers counts: the last written into the dict wins
-        self.headers: dict[bytes, bytes] = dict(reversed(list(scope["headers"])))
-        self._receive = receive
-        self._max_body_bytes = max_body_bytes
-        self._on_body_done = on_body_done
-
-    def body_done(self) -> None:
-        """Say (once) that this request's body is read, or will never be."""
-        if self._on_body_done is not None:
-            self._on_body_done()
-            self._on_body_done = None
-
-    async def body(self) -> bytes:
-        """The body, refused with 413 before reading when it is declared too large, and while
-        reading when it has no declared length (chunked)."""
-        try:
-            return await self._read_body()
-        finally:
-            self.body_done()
-
-    async def _read_body(self) -> bytes:
-        limit = self._max_body_bytes
-        too_large = HTTPError(413, f"Request body is larger than the limit of {limit} bytes "
-                                   "(--max_body_bytes)", [(b"connection", b"close")])
-        declared = self.headers.get(b"content-length")
-        if declared is not None and int(declared) > limit:  # the engine checked its digits
-            raise too_large
-        chunks, total, more = [], 0, True
-        while more:
-            message = await self._receive()
-            if message["type"] == "http.disconnect":
-                raise ClientGone
-            chunk = message.get("body", b"")
-            total += len(chunk)
-            if total > limit:
-                raise too_large
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 class ServingApp:
@@ -109,12 +63,15 @@ class ServingApp:
     ``api_keys``: accepted keys (None: no authentication). ``max_enqueued_requests`` bounds the
     predict requests in progress in this process; one more is answered 429 at once.
     ``predict_threads``: threads that run unbatched predicts off the event loop.
+    ``rate_limiter``: limits each key's (or without keys, each client address's) requests.
+    ``access_log``: where one JSON line per request goes (None: nowhere).
     """
 
     def __init__(self, manager: ModelManager, *, batcher: Batcher | None = None,
                  api_keys: Iterable[str] | None = None, max_body_bytes: int = 10 * 1024 * 1024,
                  enable_cors: bool = False, max_enqueued_requests: int = 128,
-                 predict_threads: int | None = None) -> None:
+                 predict_threads: int | None = None, rate_limiter: RateLimiter | None = None,
+                 access_log: AccessLog | None = None) -> None:
         for name, value in (("max_body_bytes", max_body_bytes),
                             ("max_enqueued_requests", max_enqueued_requests),
                             ("predict_threads", 1 if predict_threads is None else predict_threads)):
@@ -140,7 +97,10 @@ class ServingApp:
             batcher.arriving = lambda: self.arriving
         self._predict_threads = concurrent.futures.ThreadPoolExecutor(
             predict_threads or 4 * (os.cpu_count() or 1), thread_name_prefix="minidl-predict")
+        self.rate_limiter = rate_limiter
+        self.access_log = access_log
         self._routes = tfserving.Routes(self)
+        self._v2_routes = v2.Routes(self)
         # unbatched predicts: seconds per row of each model's last predicts, forgotten with
         # the model
         self._seconds_per_row: weakref.WeakKeyDictionary[Any, collections.deque[float]] = (
@@ -163,6 +123,8 @@ class ServingApp:
             self.batcher.close()
         self.manager.close()
         self._predict_threads.shutdown(wait=False)
+        if self.access_log is not None:
+            self.access_log.close()
 
     # ------------------------------------------------------------------ ASGI entry
 
@@ -196,43 +158,50 @@ class ServingApp:
             self.arriving += 1  # a predict, maybe: its rows may be on their way to a batch
             on_body_done = self._arrived
         request = Request(scope, receive, self.max_body_bytes, on_body_done)
+        exchange = Exchange(request_id(request.headers))
         path = request.path.lower()  # routes match case-insensitively
         headers = list(_CORS_HEADERS) if self.enable_cors else []
-        labels = ["", ""]  # model, version for the requests counter
-        content_type = _JSON
         try:
             if request.method == "OPTIONS" and self.enable_cors:
                 code, answer = 204, None
                 headers += _PREFLIGHT_HEADERS
             elif path == METRICS_ROUTE:
-                self.authenticate(request)
+                self.admit(request)
                 if request.method not in ("GET", "HEAD"):
                     raise HTTPError(405, f"Method {request.method} is not allowed for "
                                          f"{METRICS_ROUTE}; use GET", [(b"allow", b"GET, HEAD")])
                 code, answer = 200, self.metrics.render().encode("utf-8")
-                content_type = METRICS_CONTENT_TYPE.encode("ascii")
+                exchange.content_type = METRICS_CONTENT_TYPE.encode("ascii")
+            elif path == "/v2" or path.startswith("/v2/"):
+                code, answer = await self._v2_routes.answer(request, exchange)
             else:
-                code, answer = await self._routes.answer(request, labels)
+                code, answer = await self._routes.answer(request, exchange)
         except ClientGone:
             return
         except (HTTPError, payload.InvalidArgument, ServableNotFound,
                 ServableUnavailable) as error:
+            exchange.content_type, exchange.headers = JSON, []
             code, answer = self._error_answer(error, headers)
         finally:
             request.body_done()  # when no route read it
-        self.metrics.requests.inc(labels[0], labels[1], str(code))
-        if labels[0] and path.endswith(":predict"):
-            self.metrics.latency.observe(time.perf_counter() - started, labels[0])
-        if code >= 400:
+        seconds = time.perf_counter() - started
+        self.metrics.requests.inc(exchange.model, exchange.version, str(code))
+        if exchange.model and request.method == "POST":
+            self.metrics.latency.observe(seconds, exchange.model)
+        if code >= 400 and isinstance(answer, dict):
             logger.debug("minidl.serving: %s %s -> %d %s", request.method, request.path, code,
-                         answer["error"])
+                         answer.get("error"))
         body = (b"" if answer is None else answer if isinstance(answer, bytes)
                 else payload.encode(answer))
-        headers += [(b"content-type", content_type),
-                    (b"content-length", str(len(body)).encode("ascii"))]
+        headers += exchange.headers
+        headers += [(b"content-type", exchange.content_type),
+                    (b"content-length", str(len(body)).encode("ascii")),
+                    (REQUEST_ID_HEADER, exchange.request_id.encode("ascii"))]
         await send({"type": "http.response.start", "status": code, "headers": headers})
         await send({"type": "http.response.body",
                     "body": b"" if request.method == "HEAD" else body})
+        if self.access_log is not None:
+            self.access_log.record(request, exchange, code, seconds, len(body))
 
     @staticmethod
     def _error_answer(error: Exception,
@@ -249,26 +218,44 @@ class ServingApp:
 
     # ------------------------------------------------------------------ used by the routes
 
-    def authenticate(self, request: Request) -> None:
-        """Nothing when keys are off or the request carries one; else a 401."""
-        if self._key_digests is None:
+    def admit(self, request: Request) -> None:
+        """Let ``request`` through, or raise: 401 without a valid key (when keys are on), 429
+        when its key (or without keys, its client address) is over the rate limit."""
+        key: Any = self._authenticated_key(request)
+        if self.rate_limiter is None:
             return
+        wait = self.rate_limiter.take(request.client if key is None else key)
+        if wait > 0:
+            self.metrics.rate_limited.inc()
+            raise HTTPError(429, f"Rate limit exceeded ({self.rate_limiter.rate:g} requests per "
+                                 f"second, bursts of {self.rate_limiter.burst:g}; "
+                                 "--rate_limit); retry after the time in Retry-After",
+                            [(b"retry-after", retry_after(wait))])
+
+    def _authenticated_key(self, request: Request) -> int | None:
+        """The index of the request's key among the accepted ones (None when keys are off),
+        or a 401."""
+        if self._key_digests is None:
+            return None
         scheme, _, token = request.headers.get(b"authorization", b"").partition(b" ")
         given = token.strip() if scheme.lower() == b"bearer" else b""
         given = given or request.headers.get(b"x-api-key", b"").strip()
         if given:
             digest = hashlib.sha256(given).digest()
-            matched = False
-            for key_digest in self._key_digests:  # every key, no early exit: constant time
-                matched |= hmac.compare_digest(digest, key_digest)
-            if matched:
-                return
+            matched = None
+            for index, key_digest in enumerate(self._key_digests):  # no early exit
+                if hmac.compare_digest(digest, key_digest):
+                    matched = index
+            if matched is not None:
+                return matched
         raise HTTPError(401, "Missing or invalid API key: send 'Authorization: Bearer KEY' or "
                              "'X-API-Key: KEY'", [(b"www-authenticate", b'Bearer realm="minidl"')])
 
     async def predict(self, name: str, model: Any, x: np.ndarray) -> np.ndarray:
         """The model's outputs for ``x`` (batched when batching is on); at most
-        ``max_enqueued_requests`` at once, one more is a 429.
+        ``max_enqueued_requests`` at once, one more is a 429. A failure is raised as the
+        error to answer: 429 or 503 from the batcher, 400 when the model rejects the input,
+        500 (logged) for any other exception.
 
         Without batching, a predict expected to take under ``INLINE_SECONDS`` runs on the
         event loop, and any other in a thread of the pool. Handing a call to a thread and back
@@ -280,6 +267,22 @@ class ServingApp:
         host pausing the machine), and one slow call must not send a cheap model to the
         pool, where every call waits for the GIL again.
         """
+        try:
+            return await self._predict(name, model, x)
+        except BatchQueueFull as error:
+            raise HTTPError(429, str(error), [(b"retry-after", b"1")]) from None
+        except BatcherClosed as error:
+            raise HTTPError(503, str(error)) from None
+        except (ValueError, TypeError) as error:
+            # the model refused an input that passed validation: still the caller's input
+            raise payload.InvalidArgument(f"the model rejected the input: {error}") from None
+        except HTTPError:
+            raise
+        except Exception as error:
+            logger.exception("minidl.serving: predict failed for model %r", name)
+            raise HTTPError(500, f"predict failed: {type(error).__name__}: {error}") from None
+
+    async def _predict(self, name: str, model: Any, x: np.ndarray) -> np.ndarray:
         if self.predicts_in_progress >= self.max_enqueued_requests:
             raise HTTPError(429, f"Too many predict requests in progress (limit "
                                  f"{self.max_enqueued_requests}); retry later",
@@ -331,10 +334,12 @@ def create_app(model_name: str | None = None, model_base_path: str | None = None
                num_batch_threads: int = 1, max_enqueued_batches: int = 100,
                api_key_file: str | None = None, file_system_poll_wait_seconds: float = 1.0,
                max_body_bytes: int = 10 * 1024 * 1024, enable_cors: bool = False,
-               max_enqueued_requests: int = 128,
-               predict_threads: int | None = None) -> ServingApp:
+               max_enqueued_requests: int = 128, predict_threads: int | None = None,
+               access_log: str | None = None, rate_limit: float | None = None,
+               rate_limit_burst: float | None = None) -> ServingApp:
     """An ASGI app serving one model (``model_base_path``, named ``model_name`` or "default")
-    or the models of ``model_config_file``. Arguments are ``tensorflow_model_server``'s flags.
+    or the models of ``model_config_file``. Arguments are ``tensorflow_model_server``'s flags
+    and ``minidl serve``'s own (docs/serving.md).
 
     Any ASGI engine runs it; ``minidl serve`` runs it under uvicorn
     (:mod:`minidl.serving.engine`)::
@@ -358,6 +363,10 @@ def create_app(model_name: str | None = None, model_base_path: str | None = None
                        max_enqueued_batches=max_enqueued_batches)
                if enable_batching else None)
     api_keys = read_api_keys(api_key_file) if api_key_file is not None else None
+    if rate_limit_burst is not None and rate_limit is None:
+        raise ValueError("rate_limit_burst needs rate_limit")
+    rate_limiter = RateLimiter(rate_limit, rate_limit_burst) if rate_limit is not None else None
     return ServingApp(manager, batcher=batcher, api_keys=api_keys, max_body_bytes=max_body_bytes,
                       enable_cors=enable_cors, max_enqueued_requests=max_enqueued_requests,
-                      predict_threads=predict_threads)
+                      predict_threads=predict_threads, rate_limiter=rate_limiter,
+                      access_log=AccessLog(access_log) if access_log is not None else None)

@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import math
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from minidl.serving.app import create_app
 
@@ -26,30 +28,59 @@ def _flag_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def _number(text: str, kind: type) -> float:
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+
+
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _number(text, int)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
 
 
 def _non_negative_int(text: str) -> int:
-    value = int(text)
+    value = _number(text, int)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
 
 
 def _non_negative_float(text: str) -> float:
-    value = float(text)
+    value = _number(text, float)
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = _number(text, float)
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
+    return value
+
+
+def _burst(text: str) -> float:
+    value = _number(text, float)
+    if not (value >= 1 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a number >= 1, got {text}")
+    return value
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """A bad flag is one line on stderr and exit status 2, as every other error of serve."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_arg_parser(prog: str = "minidl serve") -> argparse.ArgumentParser:
     """The ``serve`` command's flags, named as ``tensorflow_model_server``'s."""
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog=prog, description="Serve minidl models over TensorFlow Serving's REST API.")
     add = parser.add_argument
     add("--model_name", default=None,
@@ -91,6 +122,13 @@ def build_arg_parser(prog: str = "minidl serve") -> argparse.ArgumentParser:
         help="seconds between scans for new versions; 0 scans once (default 1)")
     add("--max_body_bytes", type=_positive_int, default=10 * 1024 * 1024,
         help="largest request body; larger ones get 413 (default 10 MiB)")
+    add("--access_log", default=None, metavar="PATH|-",
+        help="write one JSON line per request to PATH (appended to), or - for stdout")
+    add("--rate_limit", type=_positive_float, default=None, metavar="R",
+        help="requests per second for each API key (each client address without keys); "
+             "more get 429 (default: no limit)")
+    add("--rate_limit_burst", type=_burst, default=None, metavar="B",
+        help="requests a key may send at once before --rate_limit applies (default R)")
     add("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="DEBUG also logs every request (default INFO)")
     return parser
@@ -105,6 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(message)s")
     if args.model_base_path is None and args.model_config_file is None:
         parser.error("give --model_base_path (and --model_name) or --model_config_file")
+    if args.rate_limit_burst is not None and args.rate_limit is None:
+        parser.error("--rate_limit_burst needs --rate_limit")
     if (args.ssl_certfile is None) != (args.ssl_keyfile is None):
         parser.error("give both --ssl_certfile and --ssl_keyfile, or neither")
     for flag, path in (("--ssl_certfile", args.ssl_certfile), ("--ssl_keyfile", args.ssl_keyfile)):
@@ -119,7 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
         max_body_bytes=args.max_body_bytes, enable_cors=args.rest_api_enable_cors_support,
         max_enqueued_requests=args.max_enqueued_requests,
-        predict_threads=args.rest_api_num_threads)
+        predict_threads=args.rest_api_num_threads, access_log=args.access_log,
+        rate_limit=args.rate_limit, rate_limit_burst=args.rate_limit_burst)
     try:
         from minidl.serving.engine import serve
 

@@ -170,7 +170,8 @@ class Registry:
 
 
 class ServingMetrics:
-    """The serving metrics: requests, predict latency, batch sizes and loaded versions.
+    """The serving metrics: requests, predict latency, batch sizes, loaded versions and
+    requests refused by the rate limit.
 
     ``versions_loaded`` is a callback returning ``{model name: number of AVAILABLE versions}``.
     """
@@ -178,12 +179,13 @@ class ServingMetrics:
     def __init__(self, versions_loaded: Callable[[], dict[str, int]]) -> None:
         self.requests = Counter(
             "minidl_requests_total",
-            "Requests answered under /v1/, by model, version and HTTP status code "
+            "Requests answered, by model, version and HTTP status code "
             "(model and version are empty when the request named no known model).",
             ("model", "version", "code"))
         self.latency = Histogram(
             "minidl_request_latency_seconds",
-            "Time to answer a :predict request, from its arrival to its answer being ready.",
+            "Time to answer a request to predict (POST) that names a configured model, "
+            "from its arrival to its answer being ready.",
             ("model",), LATENCY_BUCKETS)
         self.batch_size = Histogram(
             "minidl_batch_size",
@@ -195,8 +197,14 @@ class ServingMetrics:
             "Versions of each model that are loaded and serving (state AVAILABLE).",
             ("model",),
             lambda: {(name, ): count for name, count in versions_loaded().items()})
+        self.rate_limited = Counter(
+            "minidl_rate_limited_total",
+            "Requests refused with 429 because their API key (or client address) was over "
+            "--rate_limit.", ())
+        self.rate_limited.inc(amount=0)  # shown from the first scrape, not the first refusal
         self.registry = Registry()
-        for family in (self.requests, self.latency, self.batch_size, self.versions_loaded):
+        for family in (self.requests, self.latency, self.batch_size, self.versions_loaded,
+                       self.rate_limited):
             self.registry.register(family)
 
     def render(self) -> str:

@@ -16,20 +16,17 @@ labels are percent-decoded. Paths outside ``/v1/`` are not TF Serving's: 404.
 
 from __future__ import annotations
 
-import logging
 import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
 from minidl.serving import payload, signature
-from minidl.serving.batching import BatcherClosed, BatchQueueFull
 from minidl.serving.errors import HTTPError
 from minidl.serving.models import ServableNotFound
 
 if TYPE_CHECKING:
-    from minidl.serving.app import Request, ServingApp
-
-logger = logging.getLogger("minidl.serving")
+    from minidl.serving.app import ServingApp
+    from minidl.serving.request import Exchange, Request
 
 _FLAGS = re.IGNORECASE | re.ASCII
 _V1 = re.compile(r"/v1/.*", _FLAGS)  # the paths TF Serving's REST handler is given
@@ -67,9 +64,9 @@ class Routes:
         query = getattr(request, "query_string", b"")
         return (target + "?" + query.decode("latin-1") if query else target), True
 
-    async def answer(self, request: Request, labels: list[str]) -> tuple[int, Any]:
-        """The status code and answer for ``request``, or an error raised. ``labels`` gets
-        the model's name and version, for the requests counter."""
+    async def answer(self, request: Request, exchange: Exchange) -> tuple[int, Any]:
+        """The status code and answer for ``request``, or an error raised; ``exchange`` gets
+        the model's name, version and rows."""
         method = request.method
         target, raw = self._target(request)
         shown = target if len(target) <= _SHOWN else target[:_SHOWN] + "..."  # stay small
@@ -95,18 +92,18 @@ class Routes:
         if method == "GET" and not name:
             raise payload.InvalidArgument("Missing model name in request.")
         if name in self.manager.model_names:
-            labels[0] = name
-        self.app.authenticate(request)
+            exchange.model = name
+        self.app.admit(request)
         if method == "POST":
             if last == "predict":
-                return await self._predict(request, name, version, label, labels)
+                return await self._predict(request, name, version, label, exchange)
             served_version, _ = self._resolve(name, version, label)
-            labels[1] = str(served_version)
+            exchange.version = str(served_version)
             raise payload.InvalidArgument(
                 f"{last} is not supported for this model type: minidl models answer :predict "
                 "only (a classifier's scores are the predictions)")
         if last == "metadata":
-            return self._metadata(name, version, label, labels)
+            return self._metadata(name, version, label, exchange)
         # the status ignores labels, as TF Serving's GetModelStatus does
         return 200, {"model_version_status": self.manager.status(name, version)}
 
@@ -125,36 +122,23 @@ class Routes:
         return self.manager.resolve(name, version)
 
     def _metadata(self, name: str, version: int | None, label: str | None,
-                  labels: list[str]) -> tuple[int, dict[str, Any]]:
+                  exchange: Exchange) -> tuple[int, dict[str, Any]]:
         served_version, model = self._resolve(name, version, label)
-        labels[1] = str(served_version)
+        exchange.version = str(served_version)
         return 200, {
             "model_spec": {"name": name, "signature_name": "", "version": str(served_version)},
             "metadata": {"signature_def": signature.signature_def(
                 model.input_shape, model.output_shape, model.dtype)}}
 
     async def _predict(self, request: Request, name: str, version: int | None,
-                       label: str | None, labels: list[str]) -> tuple[int, Any]:
+                       label: str | None, exchange: Exchange) -> tuple[int, Any]:
         # TF Serving's order: the JSON and its signature_name's type, then the model (its
         # label, version), then the signature, instances/inputs and their values
         body = await request.body()
         document = payload.parse_json(body)
         served_version, model = self._resolve(name, version, label)
-        labels[1] = str(served_version)
+        exchange.version = str(served_version)
         parsed = payload.predict_request(document, model.input_shape, model.dtype)
-        try:
-            outputs = await self.app.predict(name, model, parsed.x)
-        except BatchQueueFull as error:
-            raise HTTPError(429, str(error), [(b"retry-after", b"1")]) from None
-        except BatcherClosed as error:
-            raise HTTPError(503, str(error)) from None
-        except (ValueError, TypeError) as error:
-            # the model refused an input that passed validation: still the caller's input
-            raise payload.InvalidArgument(f"the model rejected the input: {error}") from None
-        except HTTPError:
-            raise
-        except Exception as error:
-            logger.exception(
-                "minidl.serving: predict failed for model %r", name)
-            raise HTTPError(500, f"predict failed: {type(error).__name__}: {error}") from None
+        exchange.rows = len(parsed.x)
+        outputs = await self.app.predict(name, model, parsed.x)
         return 200, payload.predict_response(outputs, parsed.columnar)
