@@ -21,7 +21,8 @@ One idea per module: :mod:`~minidl.callbacks.base` (the protocol: ``Callback``,
 :mod:`~minidl.callbacks.monitoring` (``EarlyStopping``, ``TerminateOnNaN`` and
 ``monitor_mode``), :mod:`~minidl.callbacks.schedules` (``LearningRateScheduler``,
 ``ReduceLROnPlateau``), :mod:`~minidl.callbacks.checkpoints` (``ModelCheckpoint``,
-``BackupAndRestore``), :mod:`~minidl.callbacks.csv_logger` (``CSVLogger``) and
+``BackupAndRestore``), :mod:`~minidl.callbacks.csv_logger` (``CSVLogger``),
+:mod:`~minidl.callbacks.pruning` (``OptunaPruningCallback``, for Optuna studies) and
 :mod:`~minidl.callbacks.progress` (``ProgressBar``). Every public name is re-exported here.
 """
 
@@ -31,10 +32,12 @@ from minidl.callbacks.csv_logger import CSVLogger
 from minidl.callbacks.history import History
 from minidl.callbacks.monitoring import EarlyStopping, TerminateOnNaN, monitor_mode
 from minidl.callbacks.progress import ProgressBar
+from minidl.callbacks.pruning import OptunaPruningCallback
 from minidl.callbacks.schedules import LearningRateScheduler, ReduceLROnPlateau
 
 __all__ = [
     "BackupAndRestore", "CSVLogger", "Callback", "CallbackList", "EarlyStopping", "History",
-    "LambdaCallback", "LearningRateScheduler", "Logs", "ModelCheckpoint", "ProgressBar",
+    "LambdaCallback", "LearningRateScheduler", "Logs", "ModelCheckpoint",
+    "OptunaPruningCallback", "ProgressBar",
     "ReduceLROnPlateau", "TerminateOnNaN", "monitor_mode",
 ]

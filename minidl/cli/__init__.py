@@ -1,4 +1,4 @@
-"""``python -m minidl`` / ``minidl``: demo, train, evaluate, predict, info and serve.
+"""``python -m minidl`` / ``minidl``: demo, train, tune, evaluate, predict, info and serve.
 
 Every command answers ``--help``. A bad argument or file ends with one line on stderr,
 ``minidl: error: ...``, and exit code 2; never a traceback.
@@ -126,6 +126,12 @@ def command_serve(argv: Sequence[str]) -> int:
     return serve_main(list(argv))
 
 
+def command_tune(args: argparse.Namespace) -> int:
+    from minidl.cli.tune import command_tune as tune
+
+    return tune(args)
+
+
 def command_demo(args: argparse.Namespace) -> int:
     from minidl.demo import run_demo
 
@@ -138,6 +144,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
 
 
@@ -177,6 +190,27 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also write the held-out test rows (arrays x and y) to FILE.npz, "
                             "for `minidl evaluate`")
 
+    tune = commands.add_parser(
+        "tune", help="search a training config's hyper-parameters with Optuna",
+        description="Run Optuna trials of a training config whose 'tune' section names the "
+                    "metric, its direction and the search space (docs/config.md), then print "
+                    "the best trials and save the best model where the config's output says, "
+                    "with its training config and plots of the search. Needs the 'tune' extra.",
+        epilog="example: minidl tune tune.json --n-trials 30 --storage study.log --seed 1")
+    tune.add_argument("config", help="a .json or .toml training config with a tune section")
+    tune.add_argument("--n-trials", dest="n_trials", type=_positive_int,
+                      help="trials this process runs (default 20 without --timeout)")
+    tune.add_argument("--timeout", type=_positive_float,
+                      help="seconds after which this process starts no new trial")
+    tune.add_argument("--seed", type=int, help="seed of the sampler (default: random); give "
+                                               "each process sharing a study its own")
+    tune.add_argument("--storage", help="a journal file (a path) or a database URL "
+                                        "(sqlite:///study.db, postgresql://...) shared by "
+                                        "several processes; default: in memory")
+    tune.add_argument("--study-name", dest="study_name",
+                      help="the study's name in --storage (default: a new random name)")
+    tune.add_argument("--output", help="output: where to save the best model")
+
     evaluate = commands.add_parser("evaluate", help="loss and metrics of a model on data")
     evaluate.add_argument("model", help="a .npz model file")
     evaluate.add_argument("data", help=".npz with arrays x and y, or .csv with y last")
@@ -198,8 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_COMMANDS = {"demo": command_demo, "train": command_train, "evaluate": command_evaluate,
-             "predict": command_predict, "info": command_info}
+_COMMANDS = {"demo": command_demo, "train": command_train, "tune": command_tune,
+             "evaluate": command_evaluate, "predict": command_predict, "info": command_info}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -210,7 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return _COMMANDS[args.command](args)
-    except (UsageError, io.ModelFormatError, ValueError, TypeError, OSError) as error:
+    except (UsageError, io.ModelFormatError, ValueError, TypeError, OSError,
+            ModuleNotFoundError) as error:  # an extra not installed: its name and the fix
         print(f"minidl: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -7,7 +7,7 @@ import argparse
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -45,7 +45,8 @@ def _read_config(path: str) -> dict[str, Any]:
     return config
 
 
-_CONFIG_KEYS = {"data", "model", "compile", "fit", "callbacks", "output"}
+# "tune" is read by `minidl tune` (minidl.cli.tuning) and ignored by `minidl train`
+_CONFIG_KEYS = {"data", "model", "compile", "fit", "callbacks", "output", "tune"}
 _SECTION_KEYS = {
     "data": {"name", "params", "path", "test_size", "seed", "scale"},
     "model": {"layers", "input_dim", "seed", "dtype"},
@@ -56,7 +57,7 @@ _SECTION_KEYS = {
 _FIT_FLAGS = ("epochs", "batch_size", "validation_split", "verbose")
 
 
-def _checked_config(path: str) -> dict[str, Any]:
+def checked_config(path: str) -> dict[str, Any]:
     """The training config (docs/config.md), its sections checked for unknown keys."""
     config = _read_config(path)
     unknown = sorted(set(config) - _CONFIG_KEYS)
@@ -80,25 +81,35 @@ def _checked_config(path: str) -> dict[str, Any]:
     return config
 
 
-def command_train(args: argparse.Namespace) -> int:
-    config = _checked_config(args.config)
-    data_spec = config["data"]
-    x, y = load_dataset(data_spec)
-    test_size = data_spec.get("test_size", 0.2)
-    seed = data_spec.get("seed", 0)
-    classification = y.dtype.kind in "iu"
-    x_train, x_test, y_train, y_test = data_module.train_test_split(
-        x, y, test_size=test_size, seed=seed, stratify=classification)
+class Split(NamedTuple):
+    """The data of a config, split into the rows to train on and the held-out test rows."""
 
+    x_train: np.ndarray
+    x_test: np.ndarray
+    y_train: np.ndarray
+    y_test: np.ndarray
+
+
+def split_data(data_spec: dict[str, Any]) -> Split:
+    """The ``data`` section's rows, split as it says (stratified for integer labels)."""
+    x, y = load_dataset(data_spec)
+    return Split(*data_module.train_test_split(
+        x, y, test_size=data_spec.get("test_size", 0.2), seed=data_spec.get("seed", 0),
+        stratify=y.dtype.kind in "iu"))
+
+
+def build_model(config: dict[str, Any], x_train: np.ndarray) -> Sequential:
+    """The ``model`` and ``compile`` sections' model, compiled; its ``Normalization`` (when
+    ``data.scale``) adapted to ``x_train``."""
     model_spec = dict(config["model"])
     layers = [layer_from_config(spec) for spec in model_spec.pop("layers", [])]
     # a first layer that takes the data uncast (Embedding's indices) takes it unscaled too
     takes_raw_data = bool(layers) and layers[0].input_dtype(np.dtype(np.float32)) is None
-    scale = data_spec.get("scale", True) and not takes_raw_data
+    scale = config["data"].get("scale", True) and not takes_raw_data
     if scale:
         # the scaling travels with the model: evaluate, predict and serve take raw data
         layers.insert(0, Normalization())
-    model_spec.setdefault("input_dim", list(x.shape[1:]))
+    model_spec.setdefault("input_dim", list(x_train.shape[1:]))
     model = Sequential(layers, **model_spec)
     if scale:
         model.layers[0].adapt(x_train)
@@ -108,21 +119,34 @@ def command_train(args: argparse.Namespace) -> int:
         optimizer = optim_module.deserialize(optimizer, model.parameters())
     model.compile(optimizer=optimizer, loss=compile_spec.get("loss", "cross_entropy"),
                   metrics=compile_spec.get("metrics", []))
-    callback_objects = [_callback_from_config(spec) for spec in config.get("callbacks", [])]
-    fit_spec = {"epochs": 10, "batch_size": 32, "verbose": 1, **config.get("fit", {})}
-    fit_spec.update({name: getattr(args, name) for name in _FIT_FLAGS
-                     if getattr(args, name) is not None})
-    model.fit(x_train, y_train, callbacks=callback_objects, **fit_spec)
-    scores = model.evaluate(x_test, y_test)
+    return model
+
+
+def fit_arguments(config: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of ``fit``: the ``fit`` section over minidl train's defaults,
+    and the ``callbacks`` section built."""
+    return {"epochs": 10, "batch_size": 32, "verbose": 1, **config.get("fit", {}),
+            "callbacks": [_callback_from_config(spec) for spec in config.get("callbacks", [])]}
+
+
+def command_train(args: argparse.Namespace) -> int:
+    config = checked_config(args.config)
+    split = split_data(config["data"])
+    model = build_model(config, split.x_train)
+    arguments = fit_arguments(config)
+    arguments.update({name: getattr(args, name) for name in _FIT_FLAGS
+                      if getattr(args, name) is not None})
+    model.fit(split.x_train, split.y_train, **arguments)
+    scores = model.evaluate(split.x_test, split.y_test)
     # printed as `minidl evaluate` prints them, so the two can be compared digit for digit
-    print(f"test ({len(x_test)} held-out rows):")
+    print(f"test ({len(split.x_test)} held-out rows):")
     print(json.dumps(scores, indent=2))
     output = args.output or config.get("output", "model.npz")
     model.save(output)
     print(f"saved {model_file(output)}")
     if args.save_test:
-        np.savez(args.save_test, x=x_test, y=y_test)
-        print(f"saved the {len(x_test)} test rows to {args.save_test}")
+        np.savez(args.save_test, x=split.x_test, y=split.y_test)
+        print(f"saved the {len(split.x_test)} test rows to {args.save_test}")
     return 0
 
 

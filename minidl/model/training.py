@@ -43,6 +43,17 @@ def _check_sample_weight(where: str, sample_weight: ArrayLike | None, rows: int)
     return weights
 
 
+def training_rows(rows: int, validation_split: float) -> int:
+    """How many of ``rows`` ``fit`` trains on when it holds out the last ``validation_split``
+    of them (Keras' rounding); both parts must hold a row."""
+    n_train = math.floor(rows * (1.0 - validation_split))
+    if not 0 < n_train < rows:
+        raise ValueError(f"fit: validation_split={validation_split} leaves {n_train} "
+                         f"training and {rows - n_train} validation rows out of "
+                         f"{rows}; both need at least one")
+    return n_train
+
+
 def class_weights_of_rows(y: np.ndarray, class_weight: dict[int, float]) -> np.ndarray:
     """Each row's weight from its class, as Keras finds the class: the argmax of one-hot or
     probability rows, else the label rounded; a class missing from ``class_weight`` has 1."""
@@ -188,11 +199,7 @@ class Trainer:
             raise ValueError("fit: give validation_data or validation_split, not both")
         validation = None
         if validation_split:
-            n_train = math.floor(len(x) * (1.0 - validation_split))  # Keras' rounding
-            if not 0 < n_train < len(x):
-                raise ValueError(f"fit: validation_split={validation_split} leaves {n_train} "
-                                 f"training and {len(x) - n_train} validation rows out of "
-                                 f"{len(x)}; both need at least one")
+            n_train = training_rows(len(x), validation_split)
             validation = (x[n_train:], y[n_train:],
                           None if weights is None else weights[n_train:])
             x, y = x[:n_train], y[:n_train]
