@@ -1,4 +1,5 @@
-"""Shared test settings: headless matplotlib and the hypothesis profiles.
+"""Shared test settings: headless matplotlib, the hypothesis profiles, and the fixtures of
+an S3 server (s3_support.py) for the tests of URLs.
 
 Profiles: "ci" (the default: few examples, derandomized, fast) and "thorough"
 (`pytest --hypothesis-profile=thorough`: many random examples).
@@ -6,6 +7,7 @@ Profiles: "ci" (the default: few examples, derandomized, fast) and "thorough"
 
 import matplotlib
 from hypothesis import HealthCheck, settings
+from s3_support import s3_bucket, s3_endpoint, s3_env  # noqa: F401 (fixtures)
 
 matplotlib.use("Agg")  # headless: plots in tests never need a screen
 

@@ -1,11 +1,12 @@
 """docs/openapi.json agrees with the server: every documented route exists, and real answers
-match the documented schemas."""
+(TF Serving's and the Open Inference Protocol's) match the documented schemas."""
 
 import json
 import os
 import re
 
 import jsonschema
+import numpy as np
 import pytest
 import requests
 from test_serving_support import running_server, save_version
@@ -46,6 +47,13 @@ def test_spec_is_openapi_3_with_the_tf_serving_routes(spec):
             "/monitoring/prometheus/metrics"} <= set(spec["paths"])
 
 
+def test_spec_has_the_v2_routes(spec):
+    prefixes = ("/v2/models/{model_name}", "/v2/models/{model_name}/versions/{version}")
+    assert {"/v2", "/v2/health/live", "/v2/health/ready",
+            *(prefix + suffix for prefix in prefixes for suffix in ("", "/ready", "/infer"))
+            } <= set(spec["paths"])
+
+
 def test_every_documented_route_answers_as_documented(spec, url):
     values = {"model_name": "m", "version": "1", "label": "stable"}
     for template, operations in spec["paths"].items():
@@ -66,3 +74,29 @@ def test_answers_match_the_documented_schemas(spec, url):
         answer = requests.post(url + "/v1/models/m:predict", json=body, timeout=10)
         check(spec, "PredictResponse", answer.json())
     check(spec, "Error", requests.get(url + "/v1/models/nope", timeout=10).json())
+
+
+def test_v2_answers_match_the_documented_schemas(spec, url):
+    check(spec, "V2ServerMetadata", requests.get(url + "/v2", timeout=10).json())
+    for path in ("/v2/models/m", "/v2/models/m/versions/1"):
+        check(spec, "V2ModelMetadata", requests.get(url + path, timeout=10).json())
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+    tensor = {"name": "input", "shape": [2, 4], "datatype": "FP32"}
+    as_json = {"id": "1", "inputs": [{**tensor, "data": x.ravel().tolist()}]}
+    nested = {"inputs": [{**tensor, "data": x.tolist()}],
+              "outputs": [{"name": "output", "parameters": {"binary_data": False}}]}
+    for body in (as_json, nested):
+        check(spec, "V2InferRequest", body)
+        answer = requests.post(url + "/v2/models/m/infer", json=body, timeout=10)
+        check(spec, "V2InferResponse", answer.json())
+    header = {"inputs": [{**tensor, "parameters": {"binary_data_size": x.nbytes}}],
+              "parameters": {"binary_data_output": True}}
+    check(spec, "V2InferRequest", header)
+    header_bytes = json.dumps(header).encode()
+    answer = requests.post(url + "/v2/models/m/versions/1/infer", data=header_bytes + x.tobytes(),
+                           headers={"Inference-Header-Content-Length": str(len(header_bytes))},
+                           timeout=10)
+    length = int(answer.headers["Inference-Header-Content-Length"])
+    check(spec, "V2InferResponse", json.loads(answer.content[:length]))
+    for path in ("/v2/models/nope", "/v2/models/m/versions/7/ready"):
+        check(spec, "Error", requests.get(url + path, timeout=10).json())

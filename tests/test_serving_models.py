@@ -19,7 +19,7 @@ from test_serving_support import (
     write_stand_ins,
 )
 
-from minidl.serving import models as models_module
+from minidl.serving import layout
 from minidl.serving.config import ConfigError, ModelConfig, VersionPolicy
 from minidl.serving.layout import no_version_problem, scan_versions
 from minidl.serving.models import ModelManager, ServableNotFound, ServableUnavailable
@@ -385,7 +385,7 @@ def test_a_scan_that_fails_keeps_the_served_version_and_is_reported_once(tmp_pat
     def unreadable(base_path):
         raise PermissionError(13, "Permission denied", base_path)
 
-    monkeypatch.setattr(models_module, "scan_versions", unreadable)
+    monkeypatch.setattr(layout, "scan_versions", unreadable)
     for _ in range(3):
         manager.poll()
     assert manager.resolve("m")[0] == 1
@@ -404,7 +404,7 @@ def test_an_unforeseen_poll_failure_is_logged_once_with_its_traceback(tmp_path, 
     def broken(base_path):
         raise RuntimeError("a bug in the scan")
 
-    monkeypatch.setattr(models_module, "scan_versions", broken)
+    monkeypatch.setattr(layout, "scan_versions", broken)
     for _ in range(3):
         manager.poll()
     assert reported(caplog) == [

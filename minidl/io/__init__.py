@@ -13,6 +13,7 @@ This module knows nothing of layers or models: ``model.save`` / ``load_model`` b
 Loading never unpickles and never imports a name found in the file; it checks the zip
 (CRC-32 of every member), the JSON, the array table, every ``.npy`` header, shape, dtype and
 SHA-256 before returning anything. docs/format.md specifies the format for other readers.
+``minidl.io.remote`` copies files to and from fsspec URLs (``s3://...``; docs/storage.md).
 """
 
 from minidl.io.loading import load_npz, read_metadata, verify

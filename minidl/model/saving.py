@@ -1,10 +1,17 @@
 """Saving and loading ``Sequential`` models: what ``model.save`` puts in a minidl file
 (``minidl.io``, specified in docs/format.md) and how ``load_model`` checks and reads it.
+
+A path may also be a URL (``s3://bucket/models/m/1``, see ``minidl.io.remote``): the file is
+then written locally and uploaded, or downloaded and then read, through a temporary folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import posixpath
+import tempfile
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -13,6 +20,7 @@ from minidl import io
 from minidl import losses as losses_module
 from minidl import metrics as metrics_module
 from minidl import optim as optim_module
+from minidl.io import remote
 from minidl.layers import Layer, layer_from_config
 
 if TYPE_CHECKING:
@@ -25,8 +33,14 @@ _MAX_PROBLEM_CHARS = 300
 def model_file(path: str | os.PathLike) -> str:
     """The file a model path means: ``FOLDER/model.npz`` for a path that names a folder (an
     existing folder, or a path that is no existing file and whose last part has no suffix,
-    such as ``export/linear/1`` or ``models/``), the path itself otherwise."""
-    text = os.fspath(path)
+    such as ``export/linear/1`` or ``models/``), the path itself otherwise. A URL names a
+    folder when its last part has no suffix (``s3://bucket/m/1``); a ``file://`` URL is its
+    local path."""
+    text = remote.local_path(path)
+    if remote.is_remote(text):
+        # nothing to look at without a request: the name alone decides
+        names_folder = not posixpath.splitext(posixpath.basename(text))[1]
+        return posixpath.join(text, MODEL_FILE_NAME) if names_folder else text
     # a trailing separator leaves an empty last part: no suffix, so a folder too; anything
     # else that exists is a file name, so that io can say what it is if it is no regular file
     names_folder = os.path.isdir(text) or (
@@ -34,9 +48,37 @@ def model_file(path: str | os.PathLike) -> str:
     return os.path.join(text, MODEL_FILE_NAME) if names_folder else text
 
 
-def _make_parent_folder(path: str | os.PathLike) -> None:
-    # a model path such as "models/digits/3/model.npz" names a new version folder
-    os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
+def _write(path: str, meta: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+    """Write the file ``path`` (a ``model_file``) atomically, making its folder if needed; a
+    URL's file is written in a temporary folder, then uploaded (``remote.upload``: a failed
+    upload leaves the old object as it was)."""
+    if not remote.is_remote(path):
+        # a model path such as "models/digits/3/model.npz" names a new version folder
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        io.save_npz(path, meta, arrays)
+        return
+    with tempfile.TemporaryDirectory(prefix="minidl-") as folder:
+        local = os.path.join(folder, MODEL_FILE_NAME)
+        io.save_npz(local, meta, arrays)
+        remote.upload(local, path)
+
+
+@contextlib.contextmanager
+def _readable(path: str) -> Iterator[str]:
+    """A local regular file holding the file ``path`` (a ``model_file``): itself, or for a
+    URL a copy downloaded into a temporary folder, removed at the end. Errors in the copy
+    name the URL, not the copy."""
+    if not remote.is_remote(path):
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="minidl-") as folder:
+        local = os.path.join(folder, MODEL_FILE_NAME)
+        remote.download(path, local)
+        try:
+            yield local
+        except io.ModelFormatError as error:
+            # every message begins with the file it is about
+            raise io.ModelFormatError(path + str(error).removeprefix(local)) from None
 
 
 def save_model(model: Sequential, path: str | os.PathLike, include_optimizer: bool) -> None:
@@ -64,9 +106,7 @@ def save_model(model: Sequential, path: str | os.PathLike, include_optimizer: bo
                              "config": state["config"], "numbers": numbers,
                              "iterations": state["iterations"]}
         meta["training"] = {"epoch": model.epoch, "rng_states": _rng_states(model)}
-    path = model_file(path)
-    _make_parent_folder(path)
-    io.save_npz(path, meta, arrays)
+    _write(model_file(path), meta, arrays)
 
 
 def save_weights(model: Sequential, path: str | os.PathLike) -> None:
@@ -75,22 +115,20 @@ def save_weights(model: Sequential, path: str | os.PathLike) -> None:
         raise ValueError("save_weights: the model is not built yet")
     meta = {"model": {"class_name": "Sequential", "config": model.get_config()},
             "weights_only": True}
-    path = model_file(path)
-    _make_parent_folder(path)
-    io.save_npz(path, meta, model._weight_arrays())
+    _write(model_file(path), meta, model._weight_arrays())
 
 
 def load_weights(model: Sequential, path: str | os.PathLike) -> None:
     """``Sequential.load_weights``: weights of the same architecture, written in place."""
-    path = model_file(path)
-    _, arrays = io.load_npz(path)
-    if not model.built:
-        raise ValueError("load_weights: build the model first (give input_dim)")
-    _check_weight_arrays(path, model._weight_arrays(), arrays)
-    try:
-        model._assign_weights(arrays)
-    except ValueError as error:
-        raise io.ModelFormatError(f"{os.fspath(path)}: {error}") from error
+    with _readable(model_file(path)) as local:
+        _, arrays = io.load_npz(local)
+        if not model.built:
+            raise ValueError("load_weights: build the model first (give input_dim)")
+        _check_weight_arrays(local, model._weight_arrays(), arrays)
+        try:
+            model._assign_weights(arrays)
+        except ValueError as error:
+            raise io.ModelFormatError(f"{local}: {error}") from error
 
 
 def _serializable_metrics(metrics: list[str]) -> list[str]:
@@ -146,33 +184,36 @@ def load_model(path: str | os.PathLike) -> Sequential:
     cannot make the loader allocate a large model. Layer types come from the registry in
     ``minidl.layers``, never from an import by name. Any problem raises
     ``minidl.io.ModelFormatError`` saying what is wrong and where. A folder means
-    ``FOLDER/model.npz``, as for ``save``.
+    ``FOLDER/model.npz``, as for ``save``; a URL is downloaded first (``minidl.io.remote``).
     """
-    path = model_file(path)
+    with _readable(model_file(path)) as local:
+        return _load_model_file(local)
+
+
+def _load_model_file(path: str) -> Sequential:
     meta, arrays = io.load_npz(path)
-    where = os.fspath(path)
     try:
         model = _model_from_meta(meta, arrays)
     except (AttributeError, KeyError, TypeError, ValueError, OverflowError) as error:
         if isinstance(error, io.ModelFormatError):
             raise
-        raise io.ModelFormatError(f"{where}: invalid model description: "
+        raise io.ModelFormatError(f"{path}: invalid model description: "
                                   f"{_problem(error)}") from error
     weights = model._weight_arrays()
     _check_weight_arrays(path, weights, arrays)
     unexpected = sorted(key for key in arrays
                         if key not in weights and not key.startswith("optimizer.state."))
     if unexpected:
-        raise io.ModelFormatError(f"{where}: arrays {unexpected} belong to no layer")
+        raise io.ModelFormatError(f"{path}: arrays {unexpected} belong to no layer")
     try:
         model._assign_weights(arrays)
     except ValueError as error:
-        raise io.ModelFormatError(f"{where}: {error}") from error
+        raise io.ModelFormatError(f"{path}: {error}") from error
     if "optimizer" in meta and model.optimizer is not None:
         try:
             _restore_training_state(model, meta, arrays)
         except (AttributeError, KeyError, TypeError, ValueError) as error:
-            raise io.ModelFormatError(f"{where}: invalid optimizer state: "
+            raise io.ModelFormatError(f"{path}: invalid optimizer state: "
                                       f"{_problem(error)}") from error
     return model
 

@@ -275,6 +275,10 @@ class Sequential(Trainer):
         name is used as given; the content is minidl's format whatever the suffix
         (``my_model.h5`` included).
 
+        ``path`` may be an fsspec URL, such as ``s3://bucket/models/digits/3`` (with the
+        ``s3`` extra; docs/storage.md): the file is written locally, then uploaded, which
+        on S3 replaces the object whole or, when the upload fails, not at all.
+
         The file holds the architecture, the weights, the compile arguments and, with
         ``include_optimizer``, the optimizer state, the epoch counter and the random
         generators' states, so that ``load_model`` + ``fit(initial_epoch=...)`` resumes
@@ -283,11 +287,13 @@ class Sequential(Trainer):
         saving.save_model(self, path, include_optimizer=include_optimizer)
 
     def save_weights(self, path: str | os.PathLike) -> None:
-        """Write only the weights (and the architecture, to check them against on load)."""
+        """Write only the weights (and the architecture, to check them against on load);
+        ``path`` as for ``save``, a URL included."""
         saving.save_weights(self, path)
 
     def load_weights(self, path: str | os.PathLike) -> None:
-        """Load weights saved by ``save_weights`` or ``save`` into this (same-shaped) model."""
+        """Load weights saved by ``save_weights`` or ``save`` into this (same-shaped) model;
+        ``path`` may be a URL, as for ``save``."""
         saving.load_weights(self, path)
 
     def _weight_arrays(self) -> dict[str, np.ndarray]:

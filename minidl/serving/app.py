@@ -336,7 +336,8 @@ def create_app(model_name: str | None = None, model_base_path: str | None = None
                max_body_bytes: int = 10 * 1024 * 1024, enable_cors: bool = False,
                max_enqueued_requests: int = 128, predict_threads: int | None = None,
                access_log: str | None = None, rate_limit: float | None = None,
-               rate_limit_burst: float | None = None) -> ServingApp:
+               rate_limit_burst: float | None = None,
+               model_cache_dir: str | None = None) -> ServingApp:
     """An ASGI app serving one model (``model_base_path``, named ``model_name`` or "default")
     or the models of ``model_config_file``. Arguments are ``tensorflow_model_server``'s flags
     and ``minidl serve``'s own (docs/serving.md).
@@ -356,7 +357,8 @@ def create_app(model_name: str | None = None, model_base_path: str | None = None
     else:
         raise ValueError("nothing to serve: give model_base_path (and model_name) "
                          "or model_config_file")
-    manager = ModelManager(configs, file_system_poll_wait_seconds=file_system_poll_wait_seconds)
+    manager = ModelManager(configs, file_system_poll_wait_seconds=file_system_poll_wait_seconds,
+                           cache_dir=model_cache_dir)
     batcher = (Batcher(run_model, max_batch_size=max_batch_size,
                        batch_timeout_micros=batch_timeout_micros,
                        num_batch_threads=num_batch_threads,

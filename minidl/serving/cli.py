@@ -86,7 +86,11 @@ def build_arg_parser(prog: str = "minidl serve") -> argparse.ArgumentParser:
     add("--model_name", default=None,
         help='name of the model in URLs (default "default"); with --model_base_path')
     add("--model_base_path", default=None,
-        help="folder holding one sub-folder per integer version, each with model.npz")
+        help="folder (or fsspec URL: s3://bucket/models/m) holding one sub-folder per "
+             "integer version, each with model.npz")
+    add("--model_cache_dir", default=None,
+        help="where versions of a URL base path (s3://...) are copied before they are "
+             "loaded (default ~/.cache/minidl/serving)")
     add("--model_config_file", default=None,
         help="several models: TF Serving's model_config_list, as text proto or JSON")
     add("--rest_api_port", type=_non_negative_int, default=8501,
@@ -160,7 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_body_bytes=args.max_body_bytes, enable_cors=args.rest_api_enable_cors_support,
         max_enqueued_requests=args.max_enqueued_requests,
         predict_threads=args.rest_api_num_threads, access_log=args.access_log,
-        rate_limit=args.rate_limit, rate_limit_burst=args.rate_limit_burst)
+        rate_limit=args.rate_limit, rate_limit_burst=args.rate_limit_burst,
+        model_cache_dir=args.model_cache_dir)
     try:
         from minidl.serving.engine import serve
 

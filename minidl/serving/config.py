@@ -25,6 +25,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from minidl.io import remote
+
 DEFAULT_MODEL_NAME = "default"
 
 _KNOWN_FIELDS = ("name", "base_path", "model_platform", "model_version_policy", "version_labels")
@@ -54,7 +56,8 @@ class VersionPolicy:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """One served model: its name in URLs, its base path, its version policy and labels."""
+    """One served model: its name in URLs, its base path (a folder, made absolute, or an
+    fsspec URL such as ``s3://bucket/models/m``), its version policy and labels."""
 
     name: str
     base_path: str
@@ -69,7 +72,9 @@ class ModelConfig:
                               "(they separate the parts of the URL)")
         if not isinstance(self.base_path, str) or not self.base_path:
             raise ConfigError(f"model {self.name!r}: base_path must be a non-empty string")
-        object.__setattr__(self, "base_path", os.path.abspath(self.base_path))
+        if not remote.is_remote(self.base_path):  # a URL (s3://bucket/m) stays as given
+            object.__setattr__(self, "base_path",
+                               os.path.abspath(remote.local_path(self.base_path)))
 
 
 # ---------------------------------------------------------------- protobuf text format

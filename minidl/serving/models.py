@@ -1,6 +1,7 @@
-"""The version manager: finds model versions on disk, loads them, swaps them in, unloads them.
+"""The version manager: finds model versions, loads them, swaps them in, unloads them.
 
-Layout on disk, as TensorFlow Serving's::
+Layout on disk or on object storage (``s3://bucket/models/m``: ``minidl.serving.storage``), as
+TensorFlow Serving's::
 
     BASE_PATH/1/model.npz
     BASE_PATH/2/model.npz      <- the highest version is served (default policy)
@@ -13,10 +14,11 @@ request that already holds the old snapshot finishes on the old model. Versions 
 longer wants (a newer one is ready, or their folder was removed) are then unloaded.
 
 A version that fails to load is kept in the status with its error and never replaces a good
-one; it is retried only when its ``model.npz`` changes (size or modification time), so a file
-that was still being copied is picked up once complete. Unlike TF Serving, the default
-``latest`` policy then falls back to the highest version that *did* load instead of serving
-nothing.
+one; it is retried only when its ``model.npz`` changes (its signature: size and modification
+time, or ETag), so a file that was still being copied is picked up once complete. Unlike TF
+Serving, the default ``latest`` policy then falls back to the highest version that *did* load
+instead of serving nothing. A version on object storage is first copied to a local cache; a
+copy that fails (the network) is retried at the next poll.
 
 A problem that leaves a model with nothing to serve (a base path that is missing or is a file,
 no version folder holding ``model.npz``, a scan that failed) is logged in one line when it
@@ -39,12 +41,7 @@ from types import MappingProxyType
 from typing import Any
 
 from minidl.serving.config import ConfigError, ModelConfig
-from minidl.serving.layout import (
-    MODEL_FILE,
-    base_path_problem,
-    no_version_problem,
-    scan_versions,
-)
+from minidl.serving.storage import LocalStore, RemoteStore, Signature, open_store
 
 logger = logging.getLogger("minidl.serving")
 
@@ -81,7 +78,7 @@ class VersionRecord:
     state: str
     error_code: str = "OK"
     error_message: str = ""
-    file_signature: tuple[int, int] | None = None
+    file_signature: Signature | None = None
 
     def as_status(self) -> dict[str, Any]:
         return {"version": str(self.version), "state": self.state,
@@ -100,10 +97,11 @@ _EMPTY = Served(MappingProxyType({}), None)
 
 
 class _ModelSlot:
-    """Per model: its config, the records of its versions and the served snapshot."""
+    """Per model: its config and store, the records of its versions and the served snapshot."""
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, store: LocalStore | RemoteStore) -> None:
         self.config = config
+        self.store = store
         self.records: dict[int, VersionRecord] = {}
         self.served: Served = _EMPTY
         self.problem: str | None = None  # the last one logged: logged again only if it changes
@@ -114,19 +112,23 @@ class ModelManager:
 
     ``loader(path) -> model`` loads one ``model.npz`` (default: ``minidl.model.load_model``).
     ``file_system_poll_wait_seconds``: seconds between scans; 0 scans once, at :meth:`start`.
+    ``cache_dir``: where versions on object storage are copied to be loaded (default
+    ``$XDG_CACHE_HOME/minidl/serving``, else ``~/.cache/minidl/serving``).
     The polling thread is a daemon, started by :meth:`start` (again after a ``fork``: threads
     do not survive it) and stopped by :meth:`close`.
     """
 
     def __init__(self, configs: Sequence[ModelConfig], *,
                  file_system_poll_wait_seconds: float = 1.0,
-                 loader: Callable[[str], Any] = default_loader) -> None:
+                 loader: Callable[[str], Any] = default_loader,
+                 cache_dir: str | os.PathLike[str] | None = None) -> None:
         if not configs:
             raise ValueError("ModelManager: no model configured")
         if not file_system_poll_wait_seconds >= 0:
             raise ValueError("file_system_poll_wait_seconds must be >= 0 (0 scans once), "
                              f"got {file_system_poll_wait_seconds}")
-        self._slots = {config.name: _ModelSlot(config) for config in configs}
+        self._slots = {config.name: _ModelSlot(config, open_store(config.base_path, cache_dir))
+                       for config in configs}
         if len(self._slots) != len(configs):
             raise ValueError("ModelManager: a model name is configured twice")
         self.model_names = frozenset(self._slots)
@@ -145,10 +147,10 @@ class ModelManager:
         """Raise ConfigError when a base path exists but is not a folder (such as one
         version's ``model.npz``): ``minidl serve`` calls it before serving. A missing base
         path is no error: the poller says so once and waits for it, as TF Serving does, for
-        servers started before their models are copied in."""
+        servers started before their models are copied in. A URL is not looked at here (no
+        request that could hang the start): the poller reports what it finds."""
         problems = [f"model {name!r}: {problem}" for name, slot in self._slots.items()
-                    if os.path.lexists(slot.config.base_path)
-                    and (problem := base_path_problem(slot.config.base_path)) is not None]
+                    if (problem := slot.store.startup_problem()) is not None]
         if problems:
             raise ConfigError("; ".join(problems))
 
@@ -218,14 +220,11 @@ class ModelManager:
                 slot.problem = problem
 
     def _poll_model(self, slot: _ModelSlot) -> str | None:
-        """Load and unload what changed on disk; returns the problem to report, if any."""
+        """Load and unload what changed in the base path; returns the problem to report."""
         config = slot.config
-        problem = base_path_problem(config.base_path)
         try:
-            on_disk = {} if problem else scan_versions(config.base_path)
-            if problem is None and all(signature is None for signature in on_disk.values()):
-                problem = no_version_problem(config.base_path)
-        except OSError as error:  # e.g. no permission: keep serving what is loaded
+            on_disk, problem = slot.store.scan()
+        except OSError as error:  # no permission, no network: keep serving what is loaded
             return f"cannot scan base path {config.base_path}: {error}"
         with self._lock:
             for version, signature in on_disk.items():
@@ -247,12 +246,18 @@ class ModelManager:
                 break
         return problem
 
-    def _load(self, slot: _ModelSlot, version: int, signature: tuple[int, int] | None) -> bool:
-        name = slot.config.name
-        path = os.path.join(slot.config.base_path, str(version), MODEL_FILE)
+    def _load(self, slot: _ModelSlot, version: int, signature: Signature) -> bool:
+        name, store = slot.config.name, slot.store
+        source = store.source(version)
         with self._lock:
             slot.records[version] = VersionRecord(version, LOADING, file_signature=signature)
-        logger.info("minidl.serving: loading model %r version %d from %s", name, version, path)
+        logger.info("minidl.serving: loading model %r version %d from %s", name, version, source)
+        try:
+            path = store.fetch(version, signature)
+        except OSError as error:
+            # the copy failed, not the version (the network, an object deleted since the
+            # listing): recorded without a signature, so the next poll tries again
+            return self._failed(slot, version, error, str(error), None)
         try:
             model = self.loader(path)
             if getattr(model, "input_shape", None) is None:
@@ -260,13 +265,10 @@ class ModelManager:
                 raise ValueError(f"{path}: the model has no input shape (saved before it was "
                                  "built); build it with input_dim and save it again")
         except Exception as error:  # any loader failure is reported in the status, not raised
-            message = str(error) or type(error).__name__
-            logger.error("minidl.serving: model %r version %d failed to load: %s",
-                         name, version, message)
-            with self._lock:
-                slot.records[version] = VersionRecord(
-                    version, END, _error_code(error), message, signature)
-            return False
+            store.discard(version)
+            # a cached copy's errors name the source, not the cache
+            message = (str(error) or type(error).__name__).replace(path, source)
+            return self._failed(slot, version, error, message, signature)
         with self._lock:
             models = dict(slot.served.models)
             models[version] = model
@@ -276,8 +278,17 @@ class ModelManager:
         logger.info("minidl.serving: model %r version %d is AVAILABLE", name, version)
         return True
 
+    def _failed(self, slot: _ModelSlot, version: int, error: Exception, message: str,
+                signature: Signature | None) -> bool:
+        logger.error("minidl.serving: model %r version %d failed to load: %s",
+                     slot.config.name, version, message)
+        with self._lock:
+            slot.records[version] = VersionRecord(
+                version, END, _error_code(error), message, signature)
+        return False
+
     def _unload_unwanted(self, slot: _ModelSlot, wanted: set[int],
-                         on_disk: dict[int, tuple[int, int] | None]) -> None:
+                         on_disk: dict[int, Signature | None]) -> None:
         with self._lock:
             # called once every wanted version is loaded: the rest can go
             unwanted = set(slot.served.models) - wanted
@@ -296,6 +307,8 @@ class ModelManager:
                            if r.state == END and v not in on_disk)
             for version in ended[:max(0, len(ended) - MAX_ENDED_RECORDS)]:
                 del slot.records[version]
+        for version in unwanted:
+            slot.store.discard(version)
 
     # ------------------------------------------------------------------ queries
 
