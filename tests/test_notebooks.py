@@ -24,6 +24,7 @@ EXPECTED = {
     "06_digits_train_save_serve.ipynb",
     "07_convolutions_from_scratch.ipynb",
     "08_batch_normalization.ipynb",
+    "09_hyperparameter_tuning.ipynb",
 }
 DRAW_EVERY_FIGURE = """\
 import matplotlib.pyplot as plt

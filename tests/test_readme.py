@@ -131,6 +131,9 @@ def test_every_readme_example_runs_top_to_bottom(tmp_path):
     status, zero = outputs[0], outputs[1]
     assert status["model_version_status"][0]["state"] == "AVAILABLE"
     assert np.argmax(zero["predictions"][0]) == 0  # the handwritten zero
+    metadata, inferred = outputs[2], outputs[3]  # the same model over the V2 protocol
+    assert metadata["inputs"][0]["shape"] == [-1, 64]
+    np.testing.assert_array_equal(inferred["outputs"][0]["data"], zero["predictions"][0])
     keras_print = next(text for text in outputs if isinstance(text, str) and "[[" in text)
     assert abs(float(keras_print.strip().strip("[]")) - 19.0) < 0.1
     served = ast.literal_eval(next(text for text in outputs if isinstance(text, str)

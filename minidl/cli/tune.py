@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 import warnings
 from typing import Any
 
@@ -22,24 +23,23 @@ BEST_CONFIG = "best_config.json"
 
 def command_tune(args: argparse.Namespace) -> int:
     config = checked_config(args.config)
-    tuning = Tuning(config)
-    optuna = tuning.optuna
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar and table say it
-    study = optuna.create_study(
-        storage=open_storage(args.storage), study_name=args.study_name, load_if_exists=True,
-        direction=tuning.direction, sampler=optuna.samplers.TPESampler(seed=args.seed),
-        pruner=optuna.pruners.MedianPruner())
-    if study.direction.name.lower() != tuning.direction:
-        raise UsageError(f"study {study.study_name!r} in {args.storage} is to "
-                         f"{study.direction.name.lower()}, the config says {tuning.direction}")
-    n_trials = args.n_trials or (None if args.timeout else DEFAULT_TRIALS)
-    with warnings.catch_warnings():
-        # Optuna marks its progress bar experimental on some versions; it is only a display
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    with tempfile.TemporaryDirectory(prefix="minidl-tune-") as folder:
+        tuning = Tuning(config, folder)
+        optuna = tuning.optuna
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar and table say it
+        study = optuna.create_study(
+            storage=open_storage(args.storage), study_name=args.study_name, load_if_exists=True,
+            direction=tuning.direction, sampler=optuna.samplers.TPESampler(seed=args.seed),
+            pruner=optuna.pruners.MedianPruner())
+        if study.direction.name.lower() != tuning.direction:
+            raise UsageError(f"study {study.study_name!r} in {args.storage} is to "
+                             f"{study.direction.name.lower()}, the config says "
+                             f"{tuning.direction}")
+        n_trials = args.n_trials or (None if args.timeout else DEFAULT_TRIALS)
         study.optimize(tuning.objective, n_trials=n_trials, timeout=args.timeout,
                        show_progress_bar=True, catch=())
-    return report(study, tuning, config.get("output", "model.npz") if args.output is None
-                  else args.output)
+        return report(study, tuning, config.get("output", "model.npz") if args.output is None
+                      else args.output)
 
 
 def trials_table(study: Any, tuning: Tuning) -> str:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -147,7 +146,8 @@ def with_values(config: dict[str, Any], values: dict[str, Any]) -> dict[str, Any
 class Tuning:
     """One process's part of a study: the config, its data, and the trials it runs."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], folder: str) -> None:
+        """``folder``: where this process keeps its trials' models until the study ends."""
         self.optuna = import_optuna()
         spec = config.pop("tune", None)
         if not isinstance(spec, dict):
@@ -177,7 +177,7 @@ class Tuning:
         except (ValueError, TypeError, KeyError) as error:
             raise UsageError(f"tune.space: the config with each value at its first choice or "
                              f"low bound does not build: {error}") from None
-        self.folder = tempfile.mkdtemp(prefix="minidl-tune-")  # this process's trial models
+        self.folder = folder
 
     def _check_metric(self) -> None:
         name = self.metric.removeprefix("val_")
