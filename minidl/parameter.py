@@ -59,14 +59,22 @@ def store_end_to_end(params: list[Parameter]) -> Parameter:
     parameters this way). Each member's ``storage`` is the spanning Parameter, whose
     ``members`` are ``params`` in order.
     """
-    data = np.concatenate([param.data.ravel() for param in params])
-    spanning = Parameter(data, name="all parameters")
+    spanning = Parameter(np.concatenate([param.data.ravel() for param in params]),
+                         name="all parameters")
     spanning.members = tuple(params)
-    start = 0
     for param in params:
-        stop = start + param.data.size
-        param.data = data[start:stop].reshape(param.shape)
-        param.grad = spanning.grad[start:stop].reshape(param.shape)
         param.storage = spanning
-        start = stop
+    view_members(spanning)
     return spanning
+
+
+def view_members(spanning: Parameter) -> None:
+    """Make each member's ``data`` and ``grad`` the view of its piece of ``spanning``'s: after
+    :func:`store_end_to_end`, and after a deep copy, which copies a view as an array of its own
+    (the copy's optimizer would then update a buffer its layers never read)."""
+    start = 0
+    for param in spanning.members:
+        stop = start + param.data.size
+        param.data = spanning.data[start:stop].reshape(param.shape)
+        param.grad = spanning.grad[start:stop].reshape(param.shape)
+        start = stop

@@ -873,3 +873,26 @@ def test_set_weights_refuses_impossible_state_and_keeps_the_old_weights():
 def test_any_first_layer_may_declare_keras_input_shape(first):
     model = Sequential([first(), Flatten(), Dense(1)])
     assert model.built and model.input_shape == (4, 4, 2)
+
+
+def test_a_deep_copy_trains_as_the_original_and_apart_from_it():
+    # scikit-learn's clone deep-copies a model given to an estimator
+    import copy
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(60, 4)), np.arange(60) % 3
+    model = Sequential([Dense(8, activation="relu"), Dense(3)], input_dim=4, seed=0)
+    model.compile("adam", "cross_entropy")
+    model.fit(x, y, epochs=2, verbose=0)
+    copied = copy.deepcopy(model)
+    before = model.get_weights()
+    copied.fit(x, y, epochs=3, verbose=0)
+    # the original did not move; the copy did, and as the original would have
+    for kept, now in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(kept, now)
+    model.fit(x, y, epochs=3, verbose=0)
+    for trained, copy_trained in zip(model.get_weights(), copied.get_weights(), strict=True):
+        np.testing.assert_array_equal(trained, copy_trained)
+    assert not np.array_equal(before[0], copied.get_weights()[0])
+    np.testing.assert_array_equal(copied.optimizer.state[0]["exp_avg"],
+                                  model.optimizer.state[0]["exp_avg"])

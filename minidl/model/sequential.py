@@ -24,6 +24,7 @@ Structure lives here; the training loop in ``minidl.model.training``; the file i
 
 from __future__ import annotations
 
+import copy
 import os
 import weakref
 from collections.abc import Iterable, Sequence
@@ -40,7 +41,7 @@ from minidl.losses import Loss
 from minidl.model import saving
 from minidl.model.training import ArrayLike, Trainer
 from minidl.optim import Optimizer
-from minidl.parameter import Parameter, store_end_to_end
+from minidl.parameter import Parameter, store_end_to_end, view_members
 
 
 class Sequential(Trainer):
@@ -135,6 +136,24 @@ class Sequential(Trainer):
             store_end_to_end(self.parameters())
         if self._optimizer_spec is not None:
             self.optimizer = optim_module.get(self._optimizer_spec, self.parameters())
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Sequential:
+        """A deep copy that trains as the original does (what scikit-learn's ``clone`` makes
+        of a model given to an estimator): NumPy copies each view of the one parameter buffer
+        as an array of its own, so the copy's parameters are made views of its buffer again,
+        and its layers belong to the copy."""
+        copied = Sequential.__new__(Sequential)
+        memo[id(self)] = copied
+        for key, value in self.__dict__.items():
+            copied.__dict__[key] = copy.deepcopy(value, memo)
+        for layer in copied.layers:
+            layer._model = weakref.ref(copied)
+        params = copied.parameters()
+        if params and params[0].storage is not None:
+            view_members(params[0].storage)
+            if copied.optimizer is not None:
+                copied.optimizer.refresh_state_views()
+        return copied
 
     def parameters(self) -> list[Parameter]:
         """Every trainable parameter, layer by layer, each layer's kernel before its bias."""

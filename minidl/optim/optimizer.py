@@ -118,6 +118,12 @@ class Optimizer:
                     state[key] = value[start:stop].reshape(param.shape)
             start = stop
 
+    def refresh_state_views(self) -> None:
+        """Make each parameter's ``state`` show its slice of the shared state again (after a
+        deep copy, which copies those views as arrays of their own)."""
+        if self._flat is not None:
+            self._share_flat_state(refresh_views=True)
+
     def _gather_flat_state(self) -> None:
         """After loading per-parameter states: the shared state they make, if they agree."""
         if self._flat is None:
