@@ -1,4 +1,5 @@
-"""``python -m minidl`` / ``minidl``: demo, train, tune, evaluate, predict, info and serve.
+"""``python -m minidl`` / ``minidl``: demo, train, tune, evaluate, predict, info, export and
+serve.
 
 Every command answers ``--help``. A bad argument or file ends with one line on stderr,
 ``minidl: error: ...``, and exit code 2; never a traceback.
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+import minidl.onnx
 from minidl import io, losses
 from minidl.cli.files import (
     UsageError,
@@ -63,6 +65,7 @@ def command_info(args: argparse.Namespace) -> int:
     total = sum(int(np.prod(entry["shape"])) for key, entry in meta["arrays"].items()
                 if key.startswith("layers."))
     print(f"parameters:      {total:,}")
+    print(f"onnx export:     {_onnx_exportability(model_config)}")
     compiled = meta.get("compile")
     if compiled:
         print(f"compiled with:   optimizer {json.dumps(compiled.get('optimizer'))}")
@@ -98,6 +101,26 @@ def _fused_activation(layers: list[Any], loss: Any) -> str | None:
     except (TypeError, ValueError):  # a spec load_model would refuse: nothing is fused
         return None
     return activation if fuses_with == activation else None
+
+
+def _onnx_exportability(model_config: dict[str, Any]) -> str:
+    """One line: can ``minidl export`` write this model? From the file's JSON alone, so it
+    needs neither onnx nor a file whose hashes verify."""
+    problems = minidl.onnx.can_export(model_config)
+    if not problems:
+        return "yes (minidl export MODEL -o MODEL.onnx; the 'onnx' extra)"
+    return "no: " + "; ".join(problems)
+
+
+def command_export(args: argparse.Namespace) -> int:
+    model = _load(args.model)
+    proto = minidl.onnx.export(model, args.output, opset=args.opset)
+    graph = proto.graph
+    print(f"wrote {args.output}: ONNX opset {args.opset}, IR version {proto.ir_version}; "
+          f"{graph.input[0].name} (batch, {', '.join(map(str, model.input_shape))}) -> "
+          f"{graph.output[0].name} (batch, {', '.join(map(str, model.output_shape))})",
+          file=sys.stderr)
+    return 0
 
 
 def command_predict(args: argparse.Namespace) -> int:
@@ -227,13 +250,28 @@ def build_parser() -> argparse.ArgumentParser:
                                            "exit code 1 if any hash does not verify.")
     info.add_argument("model", help="a .npz model file")
 
+    export = commands.add_parser(
+        "export", help="write a model as an ONNX file, for ONNX Runtime",
+        description="Convert a model file to ONNX (docs/onnx.md): the same predictions in "
+                    "float32, input 'input' and output 'output' with a symbolic batch size, "
+                    "channels last. Needs the 'onnx' extra.",
+        epilog="example: minidl export models/digits/1/model.npz -o digits.onnx")
+    export.add_argument("model", help="a .npz model file")
+    export.add_argument("--output", "-o", required=True, metavar="FILE.onnx",
+                        help="the ONNX file to write")
+    export.add_argument("--opset", type=int, default=minidl.onnx.DEFAULT_OPSET,
+                        help=f"the ONNX operator set (default {minidl.onnx.DEFAULT_OPSET}; "
+                             f"{minidl.onnx.MIN_OPSET} or later, 17 or later for "
+                             f"LayerNormalization)")
+
     commands.add_parser("serve", help="the TensorFlow-Serving-compatible predict server "
                                       "(see `minidl serve --help`)", add_help=False)
     return parser
 
 
 _COMMANDS = {"demo": command_demo, "train": command_train, "tune": command_tune,
-             "evaluate": command_evaluate, "predict": command_predict, "info": command_info}
+             "evaluate": command_evaluate, "predict": command_predict, "info": command_info,
+             "export": command_export}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
