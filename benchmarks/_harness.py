@@ -41,14 +41,16 @@ def worker_environment() -> tuple[dict[str, str], list[str]]:
     return env, removed
 
 
-def run_worker(script: Path, arguments: Sequence[str], env: dict[str, str]) -> dict[str, Any]:
-    """Run ``python script *arguments``; return the JSON object on its last stdout line.
+def run_worker(script: Path, arguments: Sequence[str], env: dict[str, str],
+               launcher: Sequence[str] = ()) -> dict[str, Any]:
+    """Run ``python script *arguments``, after ``launcher`` if given (``mpiexec -n 2``);
+    return the JSON object on its last stdout line.
 
     Adds ``foreign_cpus``: how many CPUs other processes kept busy, on average, while the
     worker ran (None where /proc/stat is missing). Anything above ~0.1 means the worker
     shared its cores, and BLAS or OpenMP threads that wait for each other suffer most.
     """
-    command = [sys.executable, str(script), *arguments]
+    command = [*launcher, sys.executable, str(script), *arguments]
     busy_before, children_before = _busy_cpu_seconds(), _children_cpu_seconds()
     start = time.perf_counter()
     completed = subprocess.run(command, capture_output=True, text=True, env=env,

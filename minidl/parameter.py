@@ -78,3 +78,19 @@ def view_members(spanning: Parameter) -> None:
         param.data = spanning.data[start:stop].reshape(param.shape)
         param.grad = spanning.grad[start:stop].reshape(param.shape)
         start = stop
+
+
+def gradients_with_spare(spanning: Parameter, spare: int) -> np.ndarray:
+    """Move the gradient of ``spanning`` (a Parameter from ``store_end_to_end``), and so its
+    members' gradients, into a new buffer of ``spare`` more elements; return that buffer.
+
+    Its first elements are the gradient, end to end as before; the spare ones are free.
+    Data-parallel training sums every gradient and the batch's loss over all processes in
+    one call on one buffer: the loss goes in the spare element (``minidl.distributed``).
+    """
+    size = spanning.grad.size
+    buffer = np.zeros(size + spare, dtype=spanning.grad.dtype)
+    buffer[:size] = spanning.grad
+    spanning.grad = buffer[:size]
+    view_members(spanning)
+    return buffer

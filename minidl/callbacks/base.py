@@ -14,6 +14,11 @@ Logs = dict[str, float]
 class Callback:
     """Base class: every hook does nothing, so a subclass overrides only what it needs."""
 
+    #: True for a callback that writes files or shows progress: in data-parallel training
+    #: (``minidl.distributed``) only the chief process (rank 0) runs it. The others run on
+    #: every process, on identical logs, so that they decide identically (EarlyStopping).
+    chief_only: bool = False
+
     def __init__(self) -> None:
         self.model: Any = None
         self.params: dict[str, Any] = {}

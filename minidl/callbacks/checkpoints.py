@@ -50,6 +50,8 @@ class ModelCheckpoint(Callback):
     ``fit`` calls, so a second ``fit`` does not overwrite the best file with a worse epoch.
     """
 
+    chief_only = True  # in data-parallel training, only rank 0 writes
+
     def __init__(self, filepath: str | os.PathLike, monitor: str = "val_loss",
                  verbose: int = 0, save_best_only: bool = False,
                  save_weights_only: bool = False, mode: str = "auto",
@@ -139,6 +141,10 @@ class BackupAndRestore(Callback):
     each training its own ``backup_dir``, and the same model, compile and fit arguments
     when resuming.
     """
+
+    # in data-parallel training only rank 0 reads and writes the backup; fit then gives
+    # every process what it restored (minidl.distributed)
+    chief_only = True
 
     def __init__(self, backup_dir: str | os.PathLike, save_freq: str | int = "epoch", *,
                  delete_checkpoint: bool = True) -> None:

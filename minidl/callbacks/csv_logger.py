@@ -31,6 +31,8 @@ class CSVLogger(Callback):
     stays whole until the first epoch of the new run has ended.
     """
 
+    chief_only = True  # in data-parallel training, only rank 0 writes
+
     def __init__(self, filename: str | os.PathLike, separator: str = ",",
                  append: bool = False) -> None:
         super().__init__()

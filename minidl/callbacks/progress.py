@@ -54,6 +54,8 @@ class ProgressBar(Callback):
     redirection made after the callback was created is followed.
     """
 
+    chief_only = True  # in data-parallel training, only rank 0 shows progress
+
     def __init__(self) -> None:
         super().__init__()
         self.bar: Any = None

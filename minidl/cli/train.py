@@ -1,9 +1,10 @@
 """``minidl train CONFIG``: the training config (docs/config.md), checked, and the run it
-describes."""
+describes; data-parallel when ``mpiexec -n N`` starts it (``minidl.distributed``)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -15,6 +16,7 @@ from minidl import callbacks as callbacks_module
 from minidl import data as data_module
 from minidl import optim as optim_module
 from minidl.cli.files import UsageError, load_dataset
+from minidl.distributed import DataParallel, launched_processes
 from minidl.layers import Normalization, layer_from_config
 from minidl.model import Sequential, model_file
 
@@ -131,13 +133,21 @@ def fit_arguments(config: dict[str, Any]) -> dict[str, Any]:
 
 def command_train(args: argparse.Namespace) -> int:
     config = checked_config(args.config)
+    # under `mpiexec -n N` (N > 1), data-parallel: every process reads the same config and
+    # data and trains on its share of each batch; rank 0 alone prints and saves
+    parallel = DataParallel() if launched_processes() > 1 else None
     split = split_data(config["data"])
     model = build_model(config, split.x_train)
     arguments = fit_arguments(config)
     arguments.update({name: getattr(args, name) for name in _FIT_FLAGS
                       if getattr(args, name) is not None})
-    model.fit(split.x_train, split.y_train, **arguments)
-    scores = model.evaluate(split.x_test, split.y_test)
+    if parallel is not None and not parallel.is_chief:
+        with open(os.devnull, "w") as nowhere, contextlib.redirect_stdout(nowhere):
+            model.fit(split.x_train, split.y_train, distribute=parallel, **arguments)
+            model.evaluate(split.x_test, split.y_test, distribute=parallel)
+        return 0
+    model.fit(split.x_train, split.y_train, distribute=parallel, **arguments)
+    scores = model.evaluate(split.x_test, split.y_test, distribute=parallel)
     # printed as `minidl evaluate` prints them, so the two can be compared digit for digit
     print(f"test ({len(split.x_test)} held-out rows):")
     print(json.dumps(scores, indent=2))

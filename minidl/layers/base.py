@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -10,6 +11,25 @@ from numpy.typing import DTypeLike
 
 from minidl.parameter import Parameter
 from minidl.registry import Configurable
+
+
+@dataclass(frozen=True)
+class BatchShard:
+    """One process's part of a batch in data-parallel training (``minidl.distributed``):
+    rows ``start:stop`` of the batch's ``rows``, and ``sum_across``, which sums an array
+    over every process in place (an MPI Allreduce) and returns it.
+
+    The training forward of most layers is row by row, and a shard changes nothing for
+    them. The two whose forward looks at the whole batch read it from ``batch_shard``, so
+    that N processes compute what one process computes on the whole batch: ``Dropout``
+    draws the mask of all ``rows`` and keeps its own, ``BatchNormalization`` sums its
+    statistics over the processes.
+    """
+
+    start: int
+    stop: int
+    rows: int
+    sum_across: Callable[[np.ndarray], np.ndarray]
 
 
 class Layer(Configurable):
@@ -26,6 +46,11 @@ class Layer(Configurable):
     #: its first step with parameters, whose input is the data; ``backward`` may then skip
     #: that product (a third of a Dense layer's backward work) and return None.
     needs_input_grad: bool = True
+
+    #: Set on every step of a model while a data-parallel ``fit`` or ``evaluate`` runs it
+    #: (``minidl.distributed``): which rows of the whole batch this process's batch holds;
+    #: None otherwise, and then nothing is different. See ``BatchShard``.
+    batch_shard: BatchShard | None = None
 
     def __init__(self, input_shape: Sequence[int] | None = None) -> None:
         self.built = False

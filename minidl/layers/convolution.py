@@ -201,7 +201,8 @@ class Conv2D(LinearThenActivation):
         if self.bias is not None:
             # added to rows of a whole image row (out_width pixels): NumPy's loop over rows of
             # only `filters` numbers would pay its per-row cost out_width times as often
-            z.reshape(batch * out_height, -1)[...] += np.tile(self.bias.data, out_width)
+            z.reshape(batch * out_height, out_width * self.filters)[...] += np.tile(
+                self.bias.data, out_width)
         self._x, self._cols = x, cols if training else None
         self._output_shape = (batch, out_height, out_width, self.filters)
         return z.reshape(self._output_shape)
@@ -273,12 +274,12 @@ class Conv2D(LinearThenActivation):
         if channels > 1:
             rows = self._work_array(name, windows.shape, training)
             rows[...] = windows
-            return rows.reshape(batch * out_height * out_width, -1)
+            return rows.reshape(batch * out_height * out_width, kh * kw * channels)
         rows = self._work_array(name, (kh * kw, batch, out_height, out_width), training)
         for offset in range(kh * kw):
             i, j = divmod(offset, kw)
             rows[offset] = windows[:, :, :, i, j, 0]
-        return rows.reshape(kh * kw, -1).T
+        return rows.reshape(kh * kw, batch * out_height * out_width).T
 
     def _work_array(self, name: str, shape: tuple[int, ...], reuse: bool) -> np.ndarray:
         """A zeroed array of ``shape`` in the layer's dtype; with ``reuse`` (training steps,

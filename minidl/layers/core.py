@@ -212,7 +212,9 @@ class Dropout(Layer):
 
     so :math:`E[y_i] = x_i`. The masks come from the layer's own ``numpy.random.Generator``,
     the public attribute ``rng`` (a model saves and restores its state to resume training):
-    seeded by ``seed`` when given, otherwise drawn from the ``rng`` given to ``build``.
+    seeded by ``seed`` when given, otherwise drawn from the ``rng`` given to ``build``. In
+    data-parallel training (``batch_shard``) every process draws the mask of the whole
+    batch and keeps its rows, so the masks are those of one process.
     """
 
     def __init__(self, rate: float, seed: int | None = None,
@@ -253,7 +255,14 @@ class Dropout(Layer):
         if not training:
             self._mask = None
             return x
-        keep = self.rng.random(x.shape) >= self.rate
+        shard = self.batch_shard
+        if shard is None:
+            keep = self.rng.random(x.shape) >= self.rate
+        else:
+            # data-parallel training: the mask one process would draw for the whole batch,
+            # and this process's rows of it
+            keep = self.rng.random((shard.rows, *x.shape[1:]))[shard.start:shard.stop]
+            keep = keep >= self.rate
         self._mask = keep.astype(x.dtype)
         self._mask *= 1.0 / (1.0 - self.rate)  # in place: stays in x's dtype
         return x * self._mask

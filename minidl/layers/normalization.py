@@ -19,13 +19,14 @@ with the means over the same :math:`m` values (``_standardize``, ``_standardize_
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import DTypeLike
 
-from minidl.layers.base import Layer, _layer_dtype
+from minidl.layers.base import BatchShard, Layer, _layer_dtype
 from minidl.layers.initializers import INITIALIZERS, check_initializer
 from minidl.parameter import Parameter
 
@@ -52,6 +53,39 @@ def _standardize_backward(grad_x_hat: np.ndarray, x_hat: np.ndarray, inv_std: np
     """∂L/∂x from ∂L/∂x̂ through x̂ = (x − μ)/sqrt(σ² + ε), with μ and σ² over ``axes``."""
     return inv_std * (grad_x_hat - grad_x_hat.mean(axis=axes, keepdims=True)
                       - x_hat * np.mean(grad_x_hat * x_hat, axis=axes, keepdims=True))
+
+
+def _standardize_across(x: np.ndarray, axes: tuple[int, ...], epsilon: float,
+                        shard: BatchShard) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                    np.ndarray]:
+    """``_standardize`` over the whole batch of data-parallel training, of which ``x`` holds
+    the rows ``shard.start:shard.stop``: the same two passes, each sum over ``axes`` taken
+    on every process's rows (``shard.sum_across``), and the same shift by the batch's
+    first value of each slice (that of the process holding row 0)."""
+    count = shard.rows * math.prod(x.shape[a] for a in axes if a != 0)
+    first_shape = tuple(1 if a in axes else n for a, n in enumerate(x.shape))
+    first = np.zeros(first_shape, dtype=x.dtype)
+    if shard.start == 0:
+        first[...] = x[tuple(slice(0, 1) if a in axes else slice(None) for a in range(x.ndim))]
+    first = shard.sum_across(first)  # every other process adds zeros: exactly row 0's values
+    centered = x - first
+    shift = shard.sum_across(centered.sum(axis=axes, keepdims=True)) / count
+    centered -= shift
+    variance = shard.sum_across(np.square(centered).sum(axis=axes, keepdims=True)) / count
+    inv_std = 1.0 / np.sqrt(variance + epsilon)
+    centered *= inv_std
+    return centered, first + shift, variance, inv_std
+
+
+def _standardize_backward_across(grad_x_hat: np.ndarray, x_hat: np.ndarray,
+                                 inv_std: np.ndarray, axes: tuple[int, ...],
+                                 shard: BatchShard) -> np.ndarray:
+    """``_standardize_backward`` for ``_standardize_across``: its two means are over the
+    whole batch, so their sums are taken on every process's rows, in one call."""
+    count = shard.rows * math.prod(x_hat.shape[a] for a in axes if a != 0)
+    sums = shard.sum_across(np.stack([grad_x_hat.sum(axis=axes, keepdims=True),
+                                      (grad_x_hat * x_hat).sum(axis=axes, keepdims=True)]))
+    return inv_std * (grad_x_hat - sums[0] / count - x_hat * (sums[1] / count))
 
 
 def _feature_axes(axes: list[int], input_shape: tuple[int, ...],
@@ -210,6 +244,12 @@ class BatchNormalization(_AffineNormalization):
     trained. ``get_weights`` lists them in Keras' order: gamma, beta, moving_mean,
     moving_variance. A batch of one trains without error (its variance is 0 and the output
     ``beta``), as in Keras; PyTorch refuses it.
+
+    In data-parallel training (``batch_shard``, ``minidl.distributed``) the statistics are
+    synchronised: :math:`\mu_B` and :math:`\sigma_B^2` are those of the whole batch, their
+    sums (and the two sums of the backward means) taken over every process's rows, so N
+    processes train as one; PyTorch's ``SyncBatchNorm``, not DDP's default of per-process
+    statistics.
     """
 
     def __init__(self, axis: int = -1, momentum: float = 0.99, epsilon: float = 1e-3,
@@ -238,6 +278,7 @@ class BatchNormalization(_AffineNormalization):
         self._x_hat: np.ndarray | None = None
         self._x: np.ndarray | None = None
         self._inv_std: np.ndarray | None = None
+        self._shard: BatchShard | None = None  # the batch_shard of the training forward
 
     def weight_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
         (feature_axis,) = _feature_axes([self.axis], tuple(input_shape), "BatchNormalization")
@@ -272,7 +313,12 @@ class BatchNormalization(_AffineNormalization):
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         x = self._checked_input(x)
         if training:
-            x_hat, mean, variance, inv_std = _standardize(x, self._other_axes, self.epsilon)
+            # data-parallel training (batch_shard): the statistics of the whole batch, summed
+            # over the processes, so that N processes normalise as one does
+            self._shard = self.batch_shard
+            x_hat, mean, variance, inv_std = (
+                _standardize(x, self._other_axes, self.epsilon) if self._shard is None else
+                _standardize_across(x, self._other_axes, self.epsilon, self._shard))
             # in place: whoever holds the state arrays (a model's weights) sees the new values
             self.moving_mean *= self.momentum
             self.moving_mean += mean.reshape(-1) * (1.0 - self.momentum)
@@ -302,6 +348,9 @@ class BatchNormalization(_AffineNormalization):
             grad_x_hat = self._affine_backward(grad_y, self._x_hat)
             if not self.needs_input_grad:
                 return None
+            if self._shard is not None:
+                return _standardize_backward_across(grad_x_hat, self._x_hat, self._inv_std,
+                                                    self._other_axes, self._shard)
             return _standardize_backward(grad_x_hat, self._x_hat, self._inv_std,
                                          self._other_axes)
         x_hat = None if self.gamma is None else (

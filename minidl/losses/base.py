@@ -61,6 +61,20 @@ class Loss(Configurable):
         """``d loss / d pred`` for the inputs of the last call."""
         raise NotImplementedError  # abstract
 
+    def shard_fraction(self, target: np.ndarray, batch_target: np.ndarray,
+                       sample_weight: np.ndarray | None = None,
+                       batch_sample_weight: np.ndarray | None = None) -> float:
+        """The weight ``c`` of this loss on a shard of a batch (some of its rows, with
+        ``target`` and ``sample_weight``) in the loss on the whole batch (``batch_target``,
+        ``batch_sample_weight``): ``L(batch) = Σ over the shards of c · L(shard)``.
+        Data-parallel training (``minidl.distributed``) splits each batch into shards, one
+        per process, and relies on it.
+
+        Here the loss of a batch is a mean over its rows: ``c`` = shard rows / batch rows.
+        A loss of your own that is something else overrides this.
+        """
+        return len(target) / len(batch_target)
+
     def _backward_not_ready(self) -> RuntimeError:
         return RuntimeError(f"{type(self).__name__}.backward() was called before the loss was "
                             f"computed; call loss(pred, target) first")
@@ -205,6 +219,23 @@ class ReducedLoss(Loss):
         value = total / divisor if divisor else total * 0
         self._grad_losses = grad_weighted / divisor if divisor else grad_weighted * 0
         return float(value)
+
+    def shard_fraction(self, target: np.ndarray, batch_target: np.ndarray,
+                       sample_weight: np.ndarray | None = None,
+                       batch_sample_weight: np.ndarray | None = None) -> float:
+        """``Loss.shard_fraction`` for Keras' reductions: 1 for "sum", else the shard's
+        share of the divisor (its rows, or with "mean_with_sample_weight" its weights)."""
+        if self.reduction == "sum":
+            return 1.0
+        batch = self._divisor_of(batch_target, batch_sample_weight)
+        return self._divisor_of(target, sample_weight) / batch if batch else 0.0
+
+    def _divisor_of(self, target: np.ndarray, sample_weight: np.ndarray | None) -> float:
+        """What the reduction divides ``Σ w ℓ`` by for rows of ``target``, up to a factor
+        that every row shares (its entries, for per-pixel losses)."""
+        if self.reduction == "mean_with_sample_weight" and sample_weight is not None:
+            return float(np.sum(sample_weight))
+        return float(len(target))
 
     def _weights(self, losses: np.ndarray, sample_weight: ArrayLike | None,
                  dtype: np.dtype) -> np.ndarray | None:

@@ -8,6 +8,7 @@ value: zero where the clip is active.
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -229,6 +230,16 @@ class SparseCategoricalCrossentropy(ReducedLoss):
 
     def _mask(self) -> np.ndarray | None:
         return self._valid
+
+    def _divisor_of(self, target: np.ndarray, sample_weight: np.ndarray | None) -> float:
+        # ignored entries are out of the mean: the divisor counts (or weighs) the valid ones
+        if self.ignore_class is None:
+            return super()._divisor_of(target, sample_weight)
+        valid = np.asarray(target) != self.ignore_class
+        valid = valid.reshape(len(valid), math.prod(valid.shape[1:]))
+        if self.reduction == "mean_with_sample_weight" and sample_weight is not None:
+            return float(np.sum(valid * np.reshape(sample_weight, (-1, 1))))
+        return float(np.count_nonzero(valid))
 
     def _labels(self, pred: np.ndarray, target: np.ndarray, axis: int) -> np.ndarray:
         owner = "SparseCategoricalCrossentropy"

@@ -4,6 +4,10 @@
 (``Sequential._steps``, see ``minidl.model.sequential``); the place where a batch's
 gradients are complete and the optimizer is about to step is ``Trainer._train_epoch``.
 
+``fit(..., distribute=DataParallel())`` and ``evaluate(..., distribute=...)`` train and
+evaluate data-parallel over MPI (``minidl.distributed``): this process takes its share of
+each batch, and the gradients are summed across the processes at that same place.
+
 Weights follow Keras: ``sample_weight`` (one number per row) scales each row's loss and its
 say in the metrics; ``class_weight`` (``{class: weight}``) gives every row of a class its
 class's weight, in training only. The losses' reduction (Keras' "sum_over_batch_size")
@@ -12,6 +16,7 @@ divides a batch's weighted sum by the batch's rows, not by the sum of the weight
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 from collections.abc import Iterator, Sequence
@@ -79,17 +84,39 @@ def _loss(loss_fn: Loss, output: np.ndarray, y: np.ndarray, weights: Weights) ->
     return loss_fn(output, y) if weights is None else loss_fn(output, y, sample_weight=weights)
 
 
+def _share_loss(loss_fn: Loss, output: np.ndarray, y: np.ndarray, weights: Weights,
+                fraction: float) -> float:
+    """A share's term of its batch's loss (``fraction`` × the loss on the share's rows,
+    ``Loss.shard_fraction``): 0 for a share without rows, whose loss is undefined."""
+    return fraction * _loss(loss_fn, output, y, weights) if len(output) else 0.0
+
+
 def _weighted_batches(x: np.ndarray, y: np.ndarray, weights: Weights, batch_size: int,
                       shuffle: bool = False, rng: np.random.Generator | None = None
-                      ) -> Iterator[tuple[np.ndarray, np.ndarray, Weights]]:
-    """``(x, y, weights)`` batch by batch, in the order ``batches`` gives ``(x, y)`` (the same
-    draws of ``rng``, so that weights never change which rows a batch holds)."""
+                      ) -> Iterator[tuple[np.ndarray, np.ndarray, Weights, int, None]]:
+    """``(x, y, weights, rows, None)`` batch by batch, in the order ``batches`` gives
+    ``(x, y)`` (the same draws of ``rng``, so that weights never change which rows a batch
+    holds). The shape of ``DataParallel.shares``, whose batches are this process's share of
+    the ``rows`` of each, with the share's loss fraction where this has None."""
     if weights is None:
         for x_batch, y_batch in batches(x, y, batch_size=batch_size, shuffle=shuffle, rng=rng):
-            yield x_batch, y_batch, None
+            yield x_batch, y_batch, None, len(x_batch), None
         return
     for rows, _ in batches(np.arange(len(x)), batch_size=batch_size, shuffle=shuffle, rng=rng):
-        yield x[rows], y[rows], weights[rows]
+        yield x[rows], y[rows], weights[rows], len(rows), None
+
+
+@contextlib.contextmanager
+def _failing_together(distribute: Any) -> Iterator[None]:
+    """In data-parallel training, an error inside ends every process of the run
+    (``DataParallel.abort``): the others would wait forever for this one in their next
+    collective call. Nothing without ``distribute``."""
+    try:
+        yield
+    except BaseException as error:
+        if distribute is not None:
+            distribute.abort(error)
+        raise
 
 
 class Trainer:
@@ -166,7 +193,7 @@ class Trainer:
             validation_split: float = 0.0, shuffle: bool = True,
             callbacks: Sequence[Callback] | None = None, verbose: int = 1,
             initial_epoch: int = 0, sample_weight: ArrayLike | None = None,
-            class_weight: dict[int, float] | None = None) -> History:
+            class_weight: dict[int, float] | None = None, distribute: Any = None) -> History:
         """Train for epochs ``initial_epoch .. epochs - 1``; return the ``History``.
 
         ``validation_split`` holds out the *last* fraction of the rows (before shuffling, as
@@ -182,6 +209,12 @@ class Trainer:
         callbacks see the loss; if one of them stops training (``TerminateOnNaN``), the epoch
         ends there with that loss in its logs, else ``fit`` raises a ``FloatingPointError``
         naming the epoch and batch.
+
+        ``distribute`` (a ``minidl.distributed.DataParallel``, in a program started by
+        ``mpiexec``) trains data-parallel: every process calls ``fit`` with the same data and
+        arguments, takes its share of each batch, and ends with the weights one process
+        would have; only rank 0 runs the callbacks whose ``chief_only`` is set (progress,
+        files). An error in any process then ends them all (docs/distributed.md).
         """
         if self.loss is None:
             raise RuntimeError("fit: call compile(optimizer, loss) before fit")
@@ -231,62 +264,85 @@ class Trainer:
         if verbose:
             callback_list.append(ProgressBar())
         callback_list.append(self.history)
+        if distribute is not None and not distribute.is_chief:
+            # one process shows progress and writes files; every process runs the callbacks
+            # that decide (EarlyStopping, ReduceLROnPlateau), on logs equal in all of them
+            callback_list = [c for c in callback_list if not c.chief_only]
         steps = math.ceil(len(x) / batch_size)
         callback_list = CallbackList(callback_list, self,
                                      {"epochs": epochs, "steps": steps, "verbose": verbose})
 
         self.stop_training = False
         self._initial_epoch = None
-        callback_list.on_train_begin({})
+        with _failing_together(distribute):
+            callback_list.on_train_begin({})
+            if distribute is not None:
+                # rank 0's weights, optimizer state, generators and epoch (restored by
+                # BackupAndRestore, perhaps) become every process's
+                distribute.start(self, x, y, batch_size, epochs, verbose)
         try:
-            first = initial_epoch if self._initial_epoch is None else self._initial_epoch
-            for epoch in range(first, epochs):
-                callback_list.on_epoch_begin(epoch, {})
-                logs = self._train_epoch(x, y, weights, batch_size, shuffle, epoch, epochs,
-                                         callback_list)
-                if validation is not None:
-                    scores = self.evaluate(*validation[:2], batch_size=max(batch_size, 256),
-                                           sample_weight=validation[2])
-                    logs.update({"val_" + key: value for key, value in scores.items()})
-                self.epoch = epoch + 1
-                callback_list.on_epoch_end(epoch, logs)
-                if self.stop_training:
-                    break
+            with _failing_together(distribute):
+                first = initial_epoch if self._initial_epoch is None else self._initial_epoch
+                for epoch in range(first, epochs):
+                    callback_list.on_epoch_begin(epoch, {})
+                    logs = self._train_epoch(x, y, weights, batch_size, shuffle, epoch, epochs,
+                                             callback_list, distribute)
+                    if validation is not None:
+                        scores = self.evaluate(*validation[:2], batch_size=max(batch_size, 256),
+                                               sample_weight=validation[2],
+                                               distribute=distribute)
+                        logs.update({"val_" + key: value for key, value in scores.items()})
+                    self.epoch = epoch + 1
+                    callback_list.on_epoch_end(epoch, logs)
+                    if distribute is not None:  # equal logs decide equally; to be sure:
+                        self.stop_training = distribute.decision_of_chief(self.stop_training)
+                    if self.stop_training:
+                        break
         finally:
             self._initial_epoch = None
             callback_list.on_train_end({})
         return self.history
 
     def _train_epoch(self, x: np.ndarray, y: np.ndarray, weights: Weights, batch_size: int,
-                     shuffle: bool, epoch: int, epochs: int,
-                     callbacks: CallbackList) -> dict[str, float]:
+                     shuffle: bool, epoch: int, epochs: int, callbacks: CallbackList,
+                     distribute: Any = None) -> dict[str, float]:
         """One pass over the data (up to a batch after which a callback stopped training);
-        the epoch's logs."""
+        the epoch's logs. With ``distribute``, this process's share of every batch."""
         optimizer, loss_fn, fused = self.optimizer, self._training_loss(), self.fused_output
         has_penalties = any(p.regularizer is not None for p in self.parameters())
-        loss_sum, seen, outputs, targets, row_weights = 0.0, 0, [], [], []
+        loss_sum, seen, outputs, targets, row_weights, sizes = 0.0, 0, [], [], [], []
         rng = self.shuffle_rng if shuffle else None
-        for batch, (x_batch, y_batch, w_batch) in enumerate(
-                _weighted_batches(x, y, weights, batch_size, shuffle, rng)):
-            callbacks.on_batch_begin(batch, {"size": len(x_batch)})
+        shares = (_weighted_batches(x, y, weights, batch_size, shuffle, rng) if distribute is None
+                  else distribute.shares(self, x, y, weights, batch_size, shuffle, rng, loss_fn))
+        for batch, (x_batch, y_batch, w_batch, rows, fraction) in enumerate(shares):
+            callbacks.on_batch_begin(batch, {"size": rows})
             # an overflow shows up as a non-finite loss, handled just below with the epoch
             # and batch: numpy's own warnings would only repeat it with less to go on
             with np.errstate(over="ignore", invalid="ignore"):
                 output = self._forward(x_batch, training=True, fused=fused)
-                loss = _loss(loss_fn, output, y_batch, w_batch)
-                self._backward(loss_fn.backward(), fused)
-                if has_penalties:
+                if distribute is None:
+                    loss = _loss(loss_fn, output, y_batch, w_batch)
+                    self._backward(loss_fn.backward(), fused)
+                else:
+                    # the share's term of the batch's loss and its gradients; summed over the
+                    # processes (one Allreduce) they are the whole batch's, in every process
+                    loss = _share_loss(loss_fn, output, y_batch, w_batch, fraction)
+                    self._backward(loss_fn.backward() * fraction if len(output)
+                                   else np.zeros_like(output), fused)
+                    loss = distribute.sum_gradients(loss)
+                if has_penalties:  # once per batch, not once per process
                     loss += self._penalty(add_gradients=True)
             finite = math.isfinite(loss)
             if finite:
                 optimizer.step()
-            loss_sum += loss * len(x_batch)
-            seen += len(x_batch)
+            loss_sum += loss * rows
+            seen += rows
             if self.metrics:
                 outputs.append(output)
                 targets.append(y_batch)
                 row_weights.append(w_batch)
-            callbacks.on_batch_end(batch, {"loss": loss, "size": len(x_batch)})
+                sizes.append(rows)
+            callbacks.on_batch_end(batch, {"loss": loss, "size": rows})
             # a non-finite loss ends training: quietly when a callback stopped it
             # (TerminateOnNaN: the epoch then ends with that loss in its logs, as in Keras)
             if not finite and not self.stop_training:
@@ -298,9 +354,13 @@ class Trainer:
                 break
         logs = {"loss": loss_sum / seen}
         if self.metrics:
-            logs.update(self._metric_values(
-                np.concatenate(targets), loss_fn.predictions(np.concatenate(outputs)),
-                None if weights is None else np.concatenate(row_weights)))
+            output, target = np.concatenate(outputs), np.concatenate(targets)
+            row_weight = None if weights is None else np.concatenate(row_weights)
+            if distribute is not None:  # every process's rows, in one process's order
+                output, target = (distribute.gather_rows(a, sizes) for a in (output, target))
+                row_weight = None if weights is None else distribute.gather_rows(row_weight,
+                                                                                 sizes)
+            logs.update(self._metric_values(target, loss_fn.predictions(output), row_weight))
         return logs
 
     def _check_metrics_take(self, weighted: bool) -> None:
@@ -326,10 +386,13 @@ class Trainer:
         return values
 
     def evaluate(self, x: ArrayLike, y: ArrayLike, batch_size: int = 256,
-                 sample_weight: ArrayLike | None = None) -> dict[str, float]:
+                 sample_weight: ArrayLike | None = None,
+                 distribute: Any = None) -> dict[str, float]:
         """The loss (with penalties, as in training) and the compiled metrics on ``(x, y)``,
         each row weighted by ``sample_weight`` if given; a loss that overflows is reported
-        as inf (or NaN), without a warning, as in training."""
+        as inf (or NaN), without a warning, as in training. With ``distribute`` (as for
+        ``fit``) each process computes its share of every batch and every process returns
+        the scores of the whole of ``(x, y)``."""
         if self.loss is None:
             raise RuntimeError("evaluate: call compile(optimizer, loss) first")
         x = self._check_x("evaluate", x)
@@ -339,15 +402,26 @@ class Trainer:
         weights = _check_sample_weight("evaluate", sample_weight, len(x))
         self._check_metrics_take(weights is not None)
         loss_fn, fused = self._training_loss(), self.fused_output
-        loss_sum, outputs = 0.0, []
-        for x_batch, y_batch, w_batch in _weighted_batches(x, y, weights, batch_size):
-            # an overflow is reported as it is in training: an infinite (or NaN) loss
-            with np.errstate(over="ignore", invalid="ignore"):
-                output = self._forward(x_batch, training=False, fused=fused)
-                loss_sum += _loss(loss_fn, output, y_batch, w_batch) * len(x_batch)
-            outputs.append(output)
+        loss_sum, outputs, sizes = 0.0, [], []
+        with _failing_together(distribute):
+            shares = (_weighted_batches(x, y, weights, batch_size) if distribute is None
+                      else distribute.shares(self, x, y, weights, batch_size, False, None,
+                                             loss_fn))
+            for x_batch, y_batch, w_batch, rows, fraction in shares:
+                # an overflow is reported as it is in training: an infinite (or NaN) loss
+                with np.errstate(over="ignore", invalid="ignore"):
+                    output = self._forward(x_batch, training=False, fused=fused)
+                    loss_sum += rows * (_loss(loss_fn, output, y_batch, w_batch)
+                                        if distribute is None else
+                                        _share_loss(loss_fn, output, y_batch, w_batch, fraction))
+                outputs.append(output)
+                sizes.append(rows)
+            output = np.concatenate(outputs)
+            if distribute is not None:
+                loss_sum = distribute.sum(loss_sum)
+                if self.metrics:
+                    output = distribute.gather_rows(output, sizes)
         scores = {"loss": loss_sum / len(x) + self._penalty(add_gradients=False)}
-        output = np.concatenate(outputs)
         scores.update(self._metric_values(y, loss_fn.predictions(output), weights))
         return scores
 
