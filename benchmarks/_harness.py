@@ -164,3 +164,17 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[str]], markdown:
                          ).rstrip()
     rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
     return "\n".join([line(header), rule, *(line(row) for row in rows)])
+
+
+def conditions(foreign: list[float], waited: float, removed: list[str]) -> list[str]:
+    """The report's lines on what else ran: other processes' CPU use during the
+    measurements (``foreign``, one value per measurement), the seconds waited for a quiet
+    machine, and the variables unset in the workers' environment."""
+    lines = []
+    if foreign:
+        lines.append(f"other processes' CPU use during the measurements: median "
+                     f"{median(foreign):.2f}, max {max(foreign):.2f} CPUs; waited "
+                     f"{waited:.0f} s for the machine to be idle")
+    if removed:
+        lines.append(f"unset in the workers' environment: {', '.join(removed)}")
+    return lines

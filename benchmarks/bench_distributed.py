@@ -195,13 +195,7 @@ def describe(runner: Runner, tasks: list[str], sizes: dict[str, Work],
                      + ", ".join(f"{run['seconds']:.4g}" for run in runs))
     foreign = [run["foreign_cpus"] for runs in runner.results.values() for run in runs
                if run["foreign_cpus"] is not None]
-    if foreign:
-        lines.append(f"other processes' CPU use during the measurements: median "
-                     f"{_harness.median(foreign):.2f}, max {max(foreign):.2f} CPUs; waited "
-                     f"{runner.waited:.0f} s for the machine to be idle")
-    if removed:
-        lines.append(f"unset in the workers' environment: {', '.join(removed)}")
-    return lines
+    return lines + _harness.conditions(foreign, runner.waited, removed)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -602,13 +602,7 @@ def describe_machine(runner: Runner, removed: list[str]) -> list[str]:
         f"{runner.median('sgemm', 'numpy', 'gflops'):.1f} GFLOP/s (median of rounds)",
     ]
     foreign = runner.foreign_cpus()
-    if foreign:
-        lines.append(f"other processes' CPU use during the measurements: median "
-                     f"{_harness.median(foreign):.2f}, max {max(foreign):.2f} CPUs; waited "
-                     f"{runner.waited:.0f} s for the machine to be idle")
-    if removed:
-        lines.append(f"unset in the workers' environment: {', '.join(removed)}")
-    return lines
+    return lines + _harness.conditions(foreign, runner.waited, removed)
 
 
 def describe_work(runner: Runner, tasks: list[str], sizes: Sizes) -> list[str]:

@@ -15,6 +15,7 @@ import requests
 from test_serving_support import (
     INPUT_DIM,
     OUTPUT_DIM,
+    error_of,
     gated_app,
     running_server,
     save_version,
@@ -52,14 +53,6 @@ def reference(model_path):
 def session():
     with requests.Session() as http:
         yield http
-
-
-def error_of(response, code):
-    assert response.status_code == code, response.text
-    assert response.headers["Content-Type"] == "application/json"
-    body = response.json()
-    assert list(body) == ["error"]
-    return body["error"]
 
 
 def raw_exchange(base_url, data: bytes, read_timeout=5.0) -> bytes:

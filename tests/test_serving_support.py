@@ -123,6 +123,15 @@ def gated_app(base_path: Any, gate: threading.Event | None,
     return ServingApp(manager, **options), model
 
 
+def error_of(response: Any, code: int) -> str:
+    """The message of an error answer, checked: status ``code``, JSON, ``{"error": ...}``."""
+    assert response.status_code == code, response.text
+    assert response.headers["Content-Type"] == "application/json"
+    body = response.json()
+    assert list(body) == ["error"]
+    return body["error"]
+
+
 def metric_value(text: str, sample: str) -> float:
     """The value of the sample line ``sample`` (name with labels) in a metrics page, or 0."""
     for line in text.splitlines():

@@ -15,7 +15,7 @@ import requests
 import tritonclient.http as triton
 from hypothesis import given
 from hypothesis import strategies as st
-from test_serving_support import FakeModel, running_server, save_version
+from test_serving_support import FakeModel, error_of, running_server, save_version
 from tritonclient.utils import InferenceServerException
 
 from minidl import __version__
@@ -69,14 +69,6 @@ def infer_input(x, binary=True, datatype="FP32"):
     tensor = triton.InferInput("input", list(x.shape), datatype)
     tensor.set_data_from_numpy(x, binary_data=binary)
     return tensor
-
-
-def error_of(response, code):
-    assert response.status_code == code, response.text
-    assert response.headers["Content-Type"] == "application/json"
-    body = response.json()
-    assert list(body) == ["error"]
-    return body["error"]
 
 
 # ---------------------------------------------------------------- the official client

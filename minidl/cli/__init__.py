@@ -198,7 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train from a config file with the sections data, model, compile, fit, "
                     "callbacks and output; every key, its default and a complete example are "
                     "in docs/config.md. The flags below override the config.",
-        epilog="example: minidl train train.json --epochs 5 --output models/m/1/model.npz")
+        epilog="example: minidl train train.json --epochs 5 --output models/m/1/model.npz; "
+               "data-parallel on N processes: mpiexec -n N python -m minidl train train.json "
+               "(docs/distributed.md)")
     train.add_argument("config", help="a .json or .toml training config (docs/config.md)")
     train.add_argument("--epochs", type=_positive_int, help="fit.epochs: epochs to train")
     train.add_argument("--batch-size", dest="batch_size", type=_positive_int,

@@ -29,7 +29,7 @@ from minidl.callbacks.pruning import import_optuna
 from minidl.cli.files import UsageError
 from minidl.cli.train import build_model, fit_arguments, split_data
 from minidl.model import load_model
-from minidl.model.training import training_rows
+from minidl.model.rows import training_rows
 
 DEFAULT_TRIALS = 20  # without --n-trials and --timeout
 BEST_SHOWN = 5  # trials in the table printed at the end

@@ -14,12 +14,11 @@ through :math:`\mu` and :math:`\sigma^2` (both functions of every :math:`x` they
     \frac{\partial L}{\partial x} = \frac{1}{\sqrt{\sigma^2 + \epsilon}} \Big(\hat{G}
         - \operatorname{mean}(\hat{G}) - \hat{x} \operatorname{mean}(\hat{G} \odot \hat{x})\Big)
 
-with the means over the same :math:`m` values (``_standardize``, ``_standardize_backward``).
+with the means over the same :math:`m` values (``minidl.layers.standardization``).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,64 +27,13 @@ from numpy.typing import DTypeLike
 
 from minidl.layers.base import BatchShard, Layer, _layer_dtype
 from minidl.layers.initializers import INITIALIZERS, check_initializer
+from minidl.layers.standardization import (
+    standardize,
+    standardize_across,
+    standardize_backward,
+    standardize_backward_across,
+)
 from minidl.parameter import Parameter
-
-
-def _standardize(x: np.ndarray, axes: tuple[int, ...],
-                 epsilon: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(x_hat, mean, variance, inv_std)`` over ``axes`` (the statistics with kept dims);
-    the variance is the biased one, dividing by the number of values."""
-    # subtract one value of each slice first: a constant slice is then exactly 0 (its mean
-    # computed directly can be an ulp off, and an ulp of 1e6 in float32 is 0.06, which
-    # 1/sqrt(epsilon) would blow up to ±0.9)
-    first = x[tuple(slice(0, 1) if a in axes else slice(None) for a in range(x.ndim))]
-    centered = x - first
-    shift = centered.mean(axis=axes, keepdims=True)  # mean = first + shift
-    centered -= shift  # in place (here and below): x - mean, then x̂, in one array
-    variance = np.mean(np.square(centered), axis=axes, keepdims=True)
-    inv_std = 1.0 / np.sqrt(variance + epsilon)
-    centered *= inv_std
-    return centered, first + shift, variance, inv_std
-
-
-def _standardize_backward(grad_x_hat: np.ndarray, x_hat: np.ndarray, inv_std: np.ndarray,
-                          axes: tuple[int, ...]) -> np.ndarray:
-    """∂L/∂x from ∂L/∂x̂ through x̂ = (x − μ)/sqrt(σ² + ε), with μ and σ² over ``axes``."""
-    return inv_std * (grad_x_hat - grad_x_hat.mean(axis=axes, keepdims=True)
-                      - x_hat * np.mean(grad_x_hat * x_hat, axis=axes, keepdims=True))
-
-
-def _standardize_across(x: np.ndarray, axes: tuple[int, ...], epsilon: float,
-                        shard: BatchShard) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                    np.ndarray]:
-    """``_standardize`` over the whole batch of data-parallel training, of which ``x`` holds
-    the rows ``shard.start:shard.stop``: the same two passes, each sum over ``axes`` taken
-    on every process's rows (``shard.sum_across``), and the same shift by the batch's
-    first value of each slice (that of the process holding row 0)."""
-    count = shard.rows * math.prod(x.shape[a] for a in axes if a != 0)
-    first_shape = tuple(1 if a in axes else n for a, n in enumerate(x.shape))
-    first = np.zeros(first_shape, dtype=x.dtype)
-    if shard.start == 0:
-        first[...] = x[tuple(slice(0, 1) if a in axes else slice(None) for a in range(x.ndim))]
-    first = shard.sum_across(first)  # every other process adds zeros: exactly row 0's values
-    centered = x - first
-    shift = shard.sum_across(centered.sum(axis=axes, keepdims=True)) / count
-    centered -= shift
-    variance = shard.sum_across(np.square(centered).sum(axis=axes, keepdims=True)) / count
-    inv_std = 1.0 / np.sqrt(variance + epsilon)
-    centered *= inv_std
-    return centered, first + shift, variance, inv_std
-
-
-def _standardize_backward_across(grad_x_hat: np.ndarray, x_hat: np.ndarray,
-                                 inv_std: np.ndarray, axes: tuple[int, ...],
-                                 shard: BatchShard) -> np.ndarray:
-    """``_standardize_backward`` for ``_standardize_across``: its two means are over the
-    whole batch, so their sums are taken on every process's rows, in one call."""
-    count = shard.rows * math.prod(x_hat.shape[a] for a in axes if a != 0)
-    sums = shard.sum_across(np.stack([grad_x_hat.sum(axis=axes, keepdims=True),
-                                      (grad_x_hat * x_hat).sum(axis=axes, keepdims=True)]))
-    return inv_std * (grad_x_hat - sums[0] / count - x_hat * (sums[1] / count))
 
 
 def _feature_axes(axes: list[int], input_shape: tuple[int, ...],
@@ -317,8 +265,8 @@ class BatchNormalization(_AffineNormalization):
             # over the processes, so that N processes normalise as one does
             self._shard = self.batch_shard
             x_hat, mean, variance, inv_std = (
-                _standardize(x, self._other_axes, self.epsilon) if self._shard is None else
-                _standardize_across(x, self._other_axes, self.epsilon, self._shard))
+                standardize(x, self._other_axes, self.epsilon) if self._shard is None else
+                standardize_across(x, self._other_axes, self.epsilon, self._shard))
             # in place: whoever holds the state arrays (a model's weights) sees the new values
             self.moving_mean *= self.momentum
             self.moving_mean += mean.reshape(-1) * (1.0 - self.momentum)
@@ -349,9 +297,9 @@ class BatchNormalization(_AffineNormalization):
             if not self.needs_input_grad:
                 return None
             if self._shard is not None:
-                return _standardize_backward_across(grad_x_hat, self._x_hat, self._inv_std,
+                return standardize_backward_across(grad_x_hat, self._x_hat, self._inv_std,
                                                     self._other_axes, self._shard)
-            return _standardize_backward(grad_x_hat, self._x_hat, self._inv_std,
+            return standardize_backward(grad_x_hat, self._x_hat, self._inv_std,
                                          self._other_axes)
         x_hat = None if self.gamma is None else (
             (self._x - self.moving_mean.reshape(self._broadcast_shape)) * self._inv_std)
@@ -421,7 +369,7 @@ class LayerNormalization(_AffineNormalization):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         x = self._checked_input(x)
-        self._x_hat, _, _, self._inv_std = _standardize(x, self._param_axes, self.epsilon)
+        self._x_hat, _, _, self._inv_std = standardize(x, self._param_axes, self.epsilon)
         return self._affine_forward(self._x_hat)
 
     def backward(self, grad_y: np.ndarray) -> np.ndarray | None:
@@ -430,4 +378,4 @@ class LayerNormalization(_AffineNormalization):
         grad_x_hat = self._affine_backward(grad_y, self._x_hat)
         if not self.needs_input_grad:
             return None
-        return _standardize_backward(grad_x_hat, self._x_hat, self._inv_std, self._param_axes)
+        return standardize_backward(grad_x_hat, self._x_hat, self._inv_std, self._param_axes)

@@ -27,56 +27,14 @@ import numpy as np
 from minidl.callbacks import Callback, CallbackList, History, ProgressBar
 from minidl.data import batches
 from minidl.losses import Loss
-
-ArrayLike = Any
-Weights = np.ndarray | None
-
-
-def _check_sample_weight(where: str, sample_weight: ArrayLike | None, rows: int) -> Weights:
-    """One finite, non-negative weight per row, as float64; None for None."""
-    if sample_weight is None:
-        return None
-    weights = np.asarray(sample_weight)
-    if weights.ndim == 2 and weights.shape[1] == 1:
-        weights = weights[:, 0]
-    if weights.dtype.kind not in "fiub" or weights.shape != (rows,):
-        raise ValueError(f"{where}: sample_weight must hold one number per row, shape "
-                         f"({rows},); got {weights.dtype} of shape {weights.shape}")
-    weights = weights.astype(np.float64)
-    if not np.all(np.isfinite(weights)) or np.any(weights < 0):
-        raise ValueError(f"{where}: sample_weight must be finite and non-negative")
-    return weights
-
-
-def training_rows(rows: int, validation_split: float) -> int:
-    """How many of ``rows`` ``fit`` trains on when it holds out the last ``validation_split``
-    of them (Keras' rounding); both parts must hold a row."""
-    n_train = math.floor(rows * (1.0 - validation_split))
-    if not 0 < n_train < rows:
-        raise ValueError(f"fit: validation_split={validation_split} leaves {n_train} "
-                         f"training and {rows - n_train} validation rows out of "
-                         f"{rows}; both need at least one")
-    return n_train
-
-
-def class_weights_of_rows(y: np.ndarray, class_weight: dict[int, float]) -> np.ndarray:
-    """Each row's weight from its class, as Keras finds the class: the argmax of one-hot or
-    probability rows, else the label rounded; a class missing from ``class_weight`` has 1."""
-    if not isinstance(class_weight, dict):
-        raise TypeError(f"fit: class_weight must be a dict {{class index: weight}}, got "
-                        f"{type(class_weight).__name__}")
-    labels = y
-    if y.ndim > 1:
-        labels = np.argmax(y, axis=-1) if y.shape[-1] != 1 else y[..., 0]
-    if labels.ndim != 1:
-        raise ValueError(f"fit: class_weight needs one class per row, but y has shape {y.shape}")
-    labels = np.round(labels).astype(np.int64)
-    weights = np.ones(len(labels))
-    for label, weight in class_weight.items():
-        if isinstance(weight, bool) or not isinstance(weight, (int, float, np.number)):
-            raise TypeError(f"fit: class_weight[{label!r}] must be a number, got {weight!r}")
-        weights[labels == label] = weight
-    return weights
+from minidl.model.rows import (
+    ArrayLike,
+    Weights,
+    check_sample_weight,
+    class_weights_of_rows,
+    training_rows,
+    weighted_batches,
+)
 
 
 def _loss(loss_fn: Loss, output: np.ndarray, y: np.ndarray, weights: Weights) -> float:
@@ -89,21 +47,6 @@ def _share_loss(loss_fn: Loss, output: np.ndarray, y: np.ndarray, weights: Weigh
     """A share's term of its batch's loss (``fraction`` × the loss on the share's rows,
     ``Loss.shard_fraction``): 0 for a share without rows, whose loss is undefined."""
     return fraction * _loss(loss_fn, output, y, weights) if len(output) else 0.0
-
-
-def _weighted_batches(x: np.ndarray, y: np.ndarray, weights: Weights, batch_size: int,
-                      shuffle: bool = False, rng: np.random.Generator | None = None
-                      ) -> Iterator[tuple[np.ndarray, np.ndarray, Weights, int, None]]:
-    """``(x, y, weights, rows, None)`` batch by batch, in the order ``batches`` gives
-    ``(x, y)`` (the same draws of ``rng``, so that weights never change which rows a batch
-    holds). The shape of ``DataParallel.shares``, whose batches are this process's share of
-    the ``rows`` of each, with the share's loss fraction where this has None."""
-    if weights is None:
-        for x_batch, y_batch in batches(x, y, batch_size=batch_size, shuffle=shuffle, rng=rng):
-            yield x_batch, y_batch, None, len(x_batch), None
-        return
-    for rows, _ in batches(np.arange(len(x)), batch_size=batch_size, shuffle=shuffle, rng=rng):
-        yield x[rows], y[rows], weights[rows], len(rows), None
 
 
 @contextlib.contextmanager
@@ -222,7 +165,7 @@ class Trainer:
         y = self._check_y("fit", y, len(x))
         if len(x) == 0:
             raise ValueError("fit: x is empty")
-        weights = _check_sample_weight("fit", sample_weight, len(x))
+        weights = check_sample_weight("fit", sample_weight, len(x))
         if weights is not None and class_weight is not None:
             raise ValueError("fit: give sample_weight or class_weight, not both (as Keras); "
                              "multiply them into one sample_weight instead")
@@ -243,7 +186,7 @@ class Trainer:
                                  "(x_val, y_val, sample_weight_val)")
             x_val = self._check_x("fit: validation_data", validation_data[0])
             y_val = self._check_y("fit: validation_data", validation_data[1], len(x_val))
-            w_val = _check_sample_weight("fit: validation_data",
+            w_val = check_sample_weight("fit: validation_data",
                                          validation_data[2] if len(validation_data) == 3
                                          else None, len(x_val))
             validation = (x_val, y_val, w_val)
@@ -312,7 +255,7 @@ class Trainer:
         has_penalties = any(p.regularizer is not None for p in self.parameters())
         loss_sum, seen, outputs, targets, row_weights, sizes = 0.0, 0, [], [], [], []
         rng = self.shuffle_rng if shuffle else None
-        shares = (_weighted_batches(x, y, weights, batch_size, shuffle, rng) if distribute is None
+        shares = (weighted_batches(x, y, weights, batch_size, shuffle, rng) if distribute is None
                   else distribute.shares(self, x, y, weights, batch_size, shuffle, rng, loss_fn))
         for batch, (x_batch, y_batch, w_batch, rows, fraction) in enumerate(shares):
             callbacks.on_batch_begin(batch, {"size": rows})
@@ -399,12 +342,12 @@ class Trainer:
         y = self._check_y("evaluate", y, len(x))
         if len(x) == 0:
             raise ValueError("evaluate: x is empty")
-        weights = _check_sample_weight("evaluate", sample_weight, len(x))
+        weights = check_sample_weight("evaluate", sample_weight, len(x))
         self._check_metrics_take(weights is not None)
         loss_fn, fused = self._training_loss(), self.fused_output
         loss_sum, outputs, sizes = 0.0, [], []
         with _failing_together(distribute):
-            shares = (_weighted_batches(x, y, weights, batch_size) if distribute is None
+            shares = (weighted_batches(x, y, weights, batch_size) if distribute is None
                       else distribute.shares(self, x, y, weights, batch_size, False, None,
                                              loss_fn))
             for x_batch, y_batch, w_batch, rows, fraction in shares:
