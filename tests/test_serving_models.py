@@ -47,6 +47,18 @@ def test_only_integer_folders_are_versions(tmp_path):
     assert scan_versions(str(tmp_path)).keys() == {1}
 
 
+def test_a_version_folder_with_leading_zeros_is_read_where_it_is(tmp_path):
+    model = save_version(tmp_path, "007", seed=3)
+    manager = manager_for(tmp_path)
+    manager.start()
+    version, served = manager.resolve("m")
+    assert version == 7
+    np.testing.assert_array_equal(served.predict(X), model.predict(X))
+    # two folders for one version: the one written as the number counts
+    save_version(tmp_path, "7", seed=4)
+    assert scan_versions(str(tmp_path))[7][0] == "7"
+
+
 def test_highest_version_is_served_and_predicts_like_the_saved_model(tmp_path):
     save_version(tmp_path, 1, seed=1)
     model_2 = save_version(tmp_path, 2, seed=2)

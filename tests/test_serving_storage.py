@@ -108,6 +108,14 @@ def test_versions_are_found_swapped_and_unloaded_at_each_poll(s3_bucket, tmp_pat
     manager.close()
 
 
+def test_a_version_folder_with_leading_zeros_is_read_where_it_is(s3_bucket, tmp_path):
+    model = publish(s3_bucket, tmp_path, "007", seed=4)
+    manager = manager_for(s3_bucket.url("models/m"), tmp_path / "cache")
+    manager.start()
+    assert served(manager)[0] == 7
+    np.testing.assert_array_equal(served(manager)[1], model.predict(X))
+
+
 def test_a_half_uploaded_version_is_not_seen_until_its_upload_completes(s3_bucket, tmp_path):
     publish(s3_bucket, tmp_path, 1, seed=1)
     manager = manager_for(s3_bucket.url("models/m"), tmp_path / "cache")

@@ -12,7 +12,7 @@ object storage (``minidl.serving.storage``), which lists its entries its own way
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import ModuleType
 
 MODEL_FILE = "model.npz"
@@ -26,23 +26,33 @@ def is_version_name(name: str) -> bool:
     return name.isascii() and name.isdigit() and len(name) <= 18
 
 
-def scan_versions(base_path: str) -> dict[int, tuple[int, int] | None]:
-    """``{version: (size, mtime_ns) of model.npz, or None while the file is missing}``."""
+def version_folders(names: Iterable[str]) -> dict[int, str]:
+    """Each version among the folder ``names`` and the folder it is read from ("002" is
+    version 2, read from BASE/002). Of two folders naming one version ("2" and "002"), the
+    one written as the number itself counts, else the first in sorted order."""
+    folders: dict[int, str] = {}
+    for name in sorted(names):
+        if is_version_name(name) and (int(name) not in folders or name == str(int(name))):
+            folders[int(name)] = name
+    return folders
+
+
+def scan_versions(base_path: str) -> dict[int, tuple[str, tuple[int, int] | None]]:
+    """``{version: (its folder's name, (size, mtime_ns) of its model.npz, or None while the
+    file is missing)}``."""
     try:
-        names = os.listdir(base_path)
+        names = [name for name in os.listdir(base_path)
+                 if os.path.isdir(os.path.join(base_path, name))]
     except FileNotFoundError:
         return {}
-    found: dict[int, tuple[int, int] | None] = {}
-    for name in names:
-        if not is_version_name(name):
-            continue
+    found: dict[int, tuple[str, tuple[int, int] | None]] = {}
+    for version, name in version_folders(names).items():
         try:
             stat = os.stat(os.path.join(base_path, name, MODEL_FILE))
         except (FileNotFoundError, NotADirectoryError):
-            if os.path.isdir(os.path.join(base_path, name)):
-                found[int(name)] = None
+            found[version] = (name, None)
             continue
-        found[int(name)] = (stat.st_size, stat.st_mtime_ns)
+        found[version] = (name, (stat.st_size, stat.st_mtime_ns))
     return found
 
 

@@ -66,10 +66,13 @@ class LocalStore:
 
     def __init__(self, base_path: str) -> None:
         self.base_path = base_path
+        self._folders: dict[int, str] = {}  # version -> its folder's name, at the last scan
 
     def scan(self) -> tuple[dict[int, Signature | None], str | None]:
         problem = layout.base_path_problem(self.base_path)
-        versions = {} if problem else layout.scan_versions(self.base_path)
+        found = {} if problem else layout.scan_versions(self.base_path)
+        self._folders = {version: name for version, (name, _) in found.items()}
+        versions = {version: signature for version, (_, signature) in found.items()}
         if problem is None and all(signature is None for signature in versions.values()):
             problem = layout.no_version_problem(self.base_path)
         return versions, problem
@@ -80,7 +83,8 @@ class LocalStore:
         return layout.base_path_problem(self.base_path)
 
     def source(self, version: int) -> str:
-        return os.path.join(self.base_path, str(version), layout.MODEL_FILE)
+        folder = self._folders.get(version, str(version))
+        return os.path.join(self.base_path, folder, layout.MODEL_FILE)
 
     def fetch(self, version: int, signature: Signature) -> str:
         return self.source(version)
@@ -99,6 +103,7 @@ class RemoteStore:
     def __init__(self, base_path: str, cache_dir: str | os.PathLike[str]) -> None:
         remote.filesystem(base_path)  # a missing s3fs is said now, not at the first poll
         self.base_path = base_path
+        self._folders: dict[int, str] = {}  # version -> its folder's name, at the last scan
         self.cache = Path(cache_dir) / hashlib.sha256(base_path.encode()).hexdigest()[:16]
 
     def scan(self) -> tuple[dict[int, Signature | None], str | None]:
@@ -117,16 +122,18 @@ class RemoteStore:
             if listed == [(path.rstrip("/"), "file")]:  # the listing of a file is the file
                 return {}, layout.file_problem(self.base_path, posixpath)
             versions: dict[int, Signature | None] = {}
-            for entry in entries:
-                if entry["type"] != "directory" or not layout.is_version_name(_name(entry)):
-                    continue
+            folders = layout.version_folders(_name(entry) for entry in entries
+                                             if entry["type"] == "directory")
+            self._folders = {}
+            for version, folder in folders.items():
                 try:
-                    inside = fs.ls(entry["name"], detail=True)
+                    inside = fs.ls(posixpath.join(path, folder), detail=True)
                 except FileNotFoundError:  # removed since the first listing
                     continue
                 model = [item for item in inside
                          if _name(item) == layout.MODEL_FILE and item["type"] == "file"]
-                versions[int(_name(entry))] = _signature(model[0]) if model else None
+                versions[version] = _signature(model[0]) if model else None
+                self._folders[version] = folder
             if any(signature is not None for signature in versions.values()):
                 return versions, None
 
@@ -142,7 +149,8 @@ class RemoteStore:
         poller reports what it finds."""
 
     def source(self, version: int) -> str:
-        return posixpath.join(self.base_path, str(version), layout.MODEL_FILE)
+        folder = self._folders.get(version, str(version))
+        return posixpath.join(self.base_path, folder, layout.MODEL_FILE)
 
     def fetch(self, version: int, signature: Signature) -> str:
         """The cached copy of the version, downloaded first if there is none for this
