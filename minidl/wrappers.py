@@ -45,10 +45,7 @@ try:
 except ModuleNotFoundError as error:
     raise missing(error, "sklearn") from error
 
-from minidl import losses as losses_module
-from minidl import optim as optim_module
 from minidl.layers import layer_from_config
-from minidl.metrics import METRICS
 from minidl.model import MODEL_FILE_NAME, Sequential, load_model
 
 # Keras' public names; the shared base, SKLBase, is not one
@@ -307,16 +304,7 @@ def expected_failed_checks(estimator: BaseEstimator) -> dict[str, str]:
 def _blueprint(model: Sequential) -> dict[str, Any]:
     """What a new model like ``model`` is built from: its configuration (layers, input
     shape, seed, dtype) and its compile arguments, without weights (Keras' ``clone_model``)."""
-    compile_arguments = None
-    if model.loss is not None:
-        # an unbuilt model has no optimizer yet, only the name compile was given
-        optimizer = (model._optimizer_spec if model.optimizer is None
-                     else optim_module.serialize(model.optimizer))
-        compile_arguments = {
-            "optimizer": optimizer, "loss": losses_module.serialize(model.loss),
-            "metrics": [name if name in METRICS else function
-                        for name, function in model._metric_functions.items()]}
-    return {"config": model.get_config(), "compile": compile_arguments}
+    return {"config": model.get_config(), "compile": model.get_compile_config()}
 
 
 def _model_from_blueprint(blueprint: dict[str, Any],
@@ -325,15 +313,13 @@ def _model_from_blueprint(blueprint: dict[str, Any],
     configuration has no input shape."""
     config = blueprint["config"]
     model = Sequential([layer_from_config(spec) for spec in config["layers"]],
-                       input_dim=config["input_dim"] or input_dim, seed=config["seed"],
+                       input_dim=config["input_dim"], seed=config["seed"],
                        dtype=config["dtype"])
-    arguments = blueprint["compile"]
-    if arguments is not None:
-        optimizer = arguments["optimizer"]
-        if isinstance(optimizer, dict):
-            optimizer = optim_module.deserialize(optimizer, model.parameters())
-        model.compile(optimizer=optimizer, loss=losses_module.deserialize(arguments["loss"]),
-                      metrics=arguments["metrics"])
+    if blueprint["compile"] is not None:
+        # compiled as the blueprint's model was: an unbuilt one's optimizer is still a name
+        model.compile_from_config(blueprint["compile"])
+    if not model.built and input_dim is not None:
+        model.build(tuple(input_dim))
     return model
 
 

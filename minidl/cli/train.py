@@ -49,7 +49,9 @@ def _read_config(path: str) -> dict[str, Any]:
 
 # "tune" is read by `minidl tune` (minidl.cli.tuning) and ignored by `minidl train`
 _CONFIG_KEYS = {"data", "model", "compile", "fit", "callbacks", "output", "tune"}
-_SECTION_KEYS = {
+# each section's keys (docs/config.md): unknown ones are errors, and `minidl tune` may set
+# one a config leaves out
+SECTION_KEYS = {
     "data": {"name", "params", "path", "test_size", "seed", "scale"},
     "model": {"layers", "input_dim", "seed", "dtype"},
     "compile": {"optimizer", "loss", "metrics"},
@@ -69,7 +71,7 @@ def checked_config(path: str) -> dict[str, Any]:
     for key in ("data", "model"):
         if key not in config:
             raise UsageError(f"{path}: missing key {key!r} (see docs/config.md)")
-    for section, known in _SECTION_KEYS.items():
+    for section, known in SECTION_KEYS.items():
         value = config.get(section, {})
         if not isinstance(value, dict):
             raise UsageError(f"{path}: {section!r} must be an object/table, "

@@ -27,7 +27,7 @@ import numpy as np
 from minidl.callbacks import LambdaCallback, OptunaPruningCallback
 from minidl.callbacks.pruning import import_optuna
 from minidl.cli.files import UsageError
-from minidl.cli.train import build_model, fit_arguments, split_data
+from minidl.cli.train import SECTION_KEYS, build_model, fit_arguments, split_data
 from minidl.model import load_model
 from minidl.model.rows import training_rows
 
@@ -35,12 +35,6 @@ DEFAULT_TRIALS = 20  # without --n-trials and --timeout
 BEST_SHOWN = 5  # trials in the table printed at the end
 SAMPLING_WAIT = 10.0  # seconds to wait for another process's trial to draw its parameters
 _SPACE_KINDS = ("choice", "int", "float")
-_SECTIONS_WITH_DEFAULTS = {  # keys docs/config.md names, which a config may leave out
-    "data": {"test_size", "seed", "scale", "params"},
-    "model": {"input_dim", "seed", "dtype"},
-    "compile": {"optimizer", "loss", "metrics"},
-    "fit": {"epochs", "batch_size", "validation_split", "shuffle", "initial_epoch"},
-}
 
 
 @dataclass(frozen=True)
@@ -118,7 +112,7 @@ def config_slot(config: dict[str, Any], path: str) -> tuple[Any, Any]:
                 return node, index
             node = node[index]
         elif isinstance(node, dict):
-            known = (_SECTIONS_WITH_DEFAULTS.get(parts[0], set()) if depth == 1 else set())
+            known = SECTION_KEYS.get(parts[0], set()) if depth == 1 else set()
             # a layer's, callback's or optimizer's "config": its constructor checks the key
             takes_arguments = depth >= 1 and parts[depth - 1] == "config"
             if last and (part in node or part in known or takes_arguments):

@@ -17,9 +17,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from minidl import io
-from minidl import losses as losses_module
-from minidl import metrics as metrics_module
-from minidl import optim as optim_module
 from minidl.io import remote
 from minidl.layers import Layer, layer_from_config
 
@@ -89,10 +86,10 @@ def save_model(model: Sequential, path: str | os.PathLike, include_optimizer: bo
     arrays = model._weight_arrays()
     meta: dict[str, Any] = {"model": {"class_name": "Sequential",
                                       "config": model.get_config()}}
-    if model.loss is not None:
-        meta["compile"] = {"optimizer": optim_module.serialize(model.optimizer),
-                           "loss": losses_module.serialize(model.loss),
-                           "metrics": _serializable_metrics(model.metrics)}
+    compile_config = model.get_compile_config()
+    if compile_config is not None:
+        meta["compile"] = {**compile_config,
+                           "metrics": _serializable_metrics(compile_config["metrics"])}
     if include_optimizer and model.optimizer is not None:
         state = model.optimizer.state_dict()
         numbers = []
@@ -131,8 +128,8 @@ def load_weights(model: Sequential, path: str | os.PathLike) -> None:
             raise io.ModelFormatError(f"{local}: {error}") from error
 
 
-def _serializable_metrics(metrics: list[str]) -> list[str]:
-    unknown = [name for name in metrics if name not in metrics_module.METRICS]
+def _serializable_metrics(metrics: list[Any]) -> list[str]:
+    unknown = [metric.__name__ for metric in metrics if not isinstance(metric, str)]
     if unknown:
         raise ValueError(f"save: metrics {unknown} are functions, not names from "
                          f"minidl.metrics.METRICS, so they cannot be stored in the file")
@@ -250,10 +247,7 @@ def _model_from_meta(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Seq
                        dtype=config.get("dtype", "float32"))
     compile_config = meta.get("compile")
     if compile_config is not None:
-        optimizer_spec = compile_config["optimizer"]
-        optimizer = optim_module.deserialize(optimizer_spec, model.parameters())
-        model.compile(optimizer=optimizer, loss=losses_module.deserialize(compile_config["loss"]),
-                      metrics=compile_config.get("metrics") or [])
+        model.compile_from_config(compile_config)
     return model
 
 

@@ -268,6 +268,28 @@ class Sequential(Trainer):
         self.loss = loss_fn
         self.metrics, self._metric_functions = list(metric_functions), metric_functions
 
+    def get_compile_config(self) -> dict[str, Any] | None:
+        """``compile``'s arguments as data (Keras' name), None before ``compile``: the
+        optimizer as ``{"class_name", "config"}`` (while the model is not built, the name
+        ``compile`` was given), the loss's ``{"class_name", "config"}``, and the metrics as
+        ``compile`` got them: names, or functions. :meth:`compile_from_config` takes it."""
+        if self.loss is None:
+            return None
+        optimizer = (self._optimizer_spec if self.optimizer is None
+                     else optim_module.serialize(self.optimizer))
+        return {"optimizer": optimizer, "loss": losses_module.serialize(self.loss),
+                "metrics": [name if name in metrics_module.METRICS else function
+                            for name, function in self._metric_functions.items()]}
+
+    def compile_from_config(self, config: dict[str, Any]) -> None:
+        """``compile`` with the arguments of :meth:`get_compile_config` (Keras' name); a
+        built model builds its optimizer from ``{"class_name", "config"}`` at once."""
+        optimizer = config["optimizer"]
+        if self.built:
+            optimizer = optim_module.deserialize(optimizer, self.parameters())
+        self.compile(optimizer=optimizer, loss=losses_module.deserialize(config["loss"]),
+                     metrics=config.get("metrics") or [])
+
     @property
     def fused_output(self) -> bool:
         """True when training runs on the logits before the output activation: the last step

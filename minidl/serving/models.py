@@ -362,6 +362,12 @@ class ModelManager:
             raise ServableNotFound(f"Could not find version {version} of model {name}")
         return entries
 
+    def available_versions(self, name: str) -> list[int]:
+        """The versions of ``name`` that can be asked for (state AVAILABLE), lowest first;
+        none for an unknown model."""
+        slot = self._slots.get(name)
+        return [] if slot is None else sorted(slot.served.models)
+
     def versions_loaded(self) -> dict[str, int]:
         """``{model name: number of AVAILABLE versions}`` for the metrics gauge."""
         return {name: len(slot.served.models) for name, slot in self._slots.items()}

@@ -315,7 +315,8 @@ def _instances(instances: list[Any], dtype: _DType,
                    (len(tensors), *tensors[0].shape))
 
 
-def _shape_text(shape: Sequence[int]) -> str:
+def shape_text(shape: Sequence[int]) -> str:
+    """A shape as messages show it, ``[2, 3]``; past 8 dimensions, the first 6 and a count."""
     if len(shape) > 8:
         return "[" + ", ".join(str(d) for d in shape[:6]) + f", ... ({len(shape)} dimensions)]"
     return "[" + ", ".join(str(d) for d in shape) + "]"
@@ -328,13 +329,13 @@ def _fit(batch: np.ndarray | _Walked, where: str, input_shape: tuple[int, ...],
     shape = batch.shape
     if not shape:
         raise InvalidArgument(f"{where} is a single value, but the model expects a batch of "
-                              f"shape {_shape_text((-1, *input_shape))}")
+                              f"shape {shape_text((-1, *input_shape))}")
     if shape[1:] != tuple(input_shape):
         raise InvalidArgument(
-            f"{where} has shape {_shape_text(shape)} but the model expects "
-            f"{_shape_text((-1, *input_shape))} (a batch of inputs of shape "
-            f"{_shape_text(input_shape)}): each instance has shape "
-            f"{_shape_text(shape[1:])}")
+            f"{where} has shape {shape_text(shape)} but the model expects "
+            f"{shape_text((-1, *input_shape))} (a batch of inputs of shape "
+            f"{shape_text(input_shape)}): each instance has shape "
+            f"{shape_text(shape[1:])}")
     return batch.array(dtype.numpy) if isinstance(batch, _Walked) else batch
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from minidl import __version__
 from minidl.serving import payload, v2tensors
 from minidl.serving.errors import HTTPError
-from minidl.serving.models import AVAILABLE, ServableNotFound, ServableUnavailable
+from minidl.serving.models import ServableNotFound, ServableUnavailable
 from minidl.serving.payload import INPUT_NAME, OUTPUT_NAME
 
 if TYPE_CHECKING:
@@ -106,14 +106,6 @@ class Routes:
                                           f"{_shown(text)!r}")
         return int(text)
 
-    def _available(self, name: str) -> list[str]:
-        """The versions of ``name`` that can be asked for, lowest first."""
-        try:
-            status = self.manager.status(name)
-        except ServableNotFound:
-            return []
-        return [entry["version"] for entry in reversed(status) if entry["state"] == AVAILABLE]
-
     def _resolve(self, name: str, version: int | None) -> tuple[int, Any]:
         """``(version, model)``, or ServableNotFound / ServableUnavailable saying what there
         is instead."""
@@ -124,7 +116,7 @@ class Routes:
         try:
             return self.manager.resolve(name, version)
         except ServableNotFound:
-            available = ", ".join(self._available(name)) or "none yet"
+            available = ", ".join(map(str, self.manager.available_versions(name))) or "none yet"
             raise ServableNotFound(f"Model {name!r} has no version {version} available "
                                    f"(available: {available})") from None
 
@@ -147,7 +139,8 @@ class Routes:
         exchange.version = str(served_version)
         datatype = v2tensors.datatype_name(model.dtype)
         return 200, {
-            "name": name, "versions": self._available(name), "platform": PLATFORM,
+            "name": name, "platform": PLATFORM,
+            "versions": [str(v) for v in self.manager.available_versions(name)],
             "inputs": [{"name": INPUT_NAME, "datatype": datatype,
                         "shape": [-1, *model.input_shape]}],
             "outputs": [{"name": OUTPUT_NAME, "datatype": datatype,

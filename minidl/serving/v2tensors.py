@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +32,7 @@ import numpy as np
 
 from minidl.serving import tfjson
 from minidl.serving.errors import InvalidArgument
-from minidl.serving.payload import INPUT_NAME, OUTPUT_NAME, RawJSON, encode
+from minidl.serving.payload import INPUT_NAME, OUTPUT_NAME, RawJSON, encode, shape_text
 
 # the protocol's datatypes minidl reads, as little-endian NumPy dtypes (the binary layout)
 DATATYPES = {"BOOL": np.dtype("?"), "INT8": np.dtype("i1"), "INT16": np.dtype("<i2"),
@@ -182,10 +181,6 @@ def _requested_outputs(outputs: Any, binary_output: bool) -> list[RequestedOutpu
     return requested
 
 
-def _shape_text(shape: Sequence[int]) -> str:
-    return "[" + ", ".join(str(d) for d in shape) + "]"
-
-
 def _input(entry: dict[str, Any], where: str, input_shape: tuple[int, ...], dtype: np.dtype,
            binary: memoryview, has_binary: bool) -> tuple[np.ndarray, int]:
     """One input tensor in the model's dtype, and the bytes of ``binary`` it took."""
@@ -207,9 +202,9 @@ def _input(entry: dict[str, Any], where: str, input_shape: tuple[int, ...], dtyp
                               f"{_quoted(shape)}")
     expected = (-1, *input_shape)
     if len(shape) != len(expected) or tuple(shape[1:]) != tuple(input_shape) or not shape[0]:
-        raise InvalidArgument(f"{where} has shape {_shape_text(shape)} but the model expects "
-                              f"{_shape_text(expected)} (a batch of at least one input of shape "
-                              f"{_shape_text(input_shape)})")
+        raise InvalidArgument(f"{where} has shape {shape_text(shape)} but the model expects "
+                              f"{shape_text(expected)} (a batch of at least one input of shape "
+                              f"{shape_text(input_shape)})")
     parameters = _parameters(entry, where.lower())
     _refuse_shared_memory(parameters, where.lower())
     if "binary_data_size" in parameters:
@@ -243,14 +238,14 @@ def _json_data(data: Any, datatype: str, shape: list[int], where: str) -> np.nda
     kinds = set(map(type, leaves))  # C speed: no Python loop over the values
     if nested is None or list in kinds:
         raise InvalidArgument(f"{where}: data is neither flat nor nested as the shape "
-                              f"{_shape_text(shape)}: its lists differ in length or nest too "
+                              f"{shape_text(shape)}: its lists differ in length or nest too "
                               "deep")
     if nested.size != count:
         raise InvalidArgument(f"{where}: data holds {nested.size} values but shape "
-                              f"{_shape_text(shape)} holds {count}")
+                              f"{shape_text(shape)} holds {count}")
     if nested.shape not in ((count,), tuple(shape)):
-        raise InvalidArgument(f"{where}: data is nested as {_shape_text(nested.shape)} but the "
-                              f"shape is {_shape_text(shape)}: give it flat or nested as the "
+        raise InvalidArgument(f"{where}: data is nested as {shape_text(nested.shape)} but the "
+                              f"shape is {shape_text(shape)}: give it flat or nested as the "
                               "shape")
     numpy_dtype = DATATYPES[datatype]
     allowed, wanted = _JSON_KINDS[numpy_dtype.kind]
@@ -289,7 +284,7 @@ def _binary_data(size: Any, binary: memoryview, datatype: str, shape: list[int],
                               f"{_quoted(size)}")
     if size != count * numpy_dtype.itemsize:
         raise InvalidArgument(f"{where}: binary_data_size is {size} but shape "
-                              f"{_shape_text(shape)} of {datatype} takes "
+                              f"{shape_text(shape)} of {datatype} takes "
                               f"{count * numpy_dtype.itemsize} bytes ({numpy_dtype.itemsize} "
                               "a value)")
     if size > len(binary):
