@@ -232,9 +232,10 @@ class DataParallel:
         """Every process's rows of a pass over batches of ``batch_rows`` rows (``local``:
         this process's share of each, one after the other), in one process's order: batch
         by batch, each batch in row order. One Allgatherv, of bytes."""
-        batch_rows = np.asarray(batch_rows)
-        shares = (batch_rows[:, None] // self.size
-                  + (np.arange(self.size) < batch_rows[:, None] % self.size))
+        # rows of each process's share of each batch, as share_bounds splits it
+        shares = np.array([[stop - start for start, stop in
+                            (share_bounds(rows, self.size, rank) for rank in range(self.size))]
+                           for rows in batch_rows], dtype=np.int64).reshape(-1, self.size)
         per_process = shares.sum(axis=0)
         local = np.ascontiguousarray(local)
         row_bytes = math.prod(local.shape[1:]) * local.itemsize

@@ -278,15 +278,22 @@ class BatchNormalization(_AffineNormalization):
             self._broadcast_shape)
         self._x_hat, self._x, self._inv_std = None, x, inv_std
         # folded into one multiply and one add per element: this is the serving path
-        multiplier = inv_std if self.gamma is None else (
-            inv_std * self.gamma.data.reshape(self._broadcast_shape))
-        offset = -self.moving_mean.reshape(self._broadcast_shape) * multiplier
-        if self.beta is not None:
-            offset += self.beta.data.reshape(self._broadcast_shape)
-        y = x * multiplier
-        y += offset
+        multiplier, offset = self.inference_scale_and_shift()
+        y = x * multiplier.reshape(self._broadcast_shape)
+        y += offset.reshape(self._broadcast_shape)
         self._output_shape = y.shape
         return y
+
+    def inference_scale_and_shift(self) -> tuple[np.ndarray, np.ndarray]:
+        r"""The inference forward folded into :math:`y = x \odot m + b`, one :math:`m` and
+        :math:`b` per feature: :math:`m = \gamma / \sqrt{\sigma^2_{moving} + \epsilon}`,
+        :math:`b = \beta - \mu_{moving}\, m` (what an exported graph computes too)."""
+        inv_std = 1.0 / np.sqrt(self.moving_variance + self.epsilon)
+        multiplier = inv_std if self.gamma is None else inv_std * self.gamma.data
+        offset = -self.moving_mean * multiplier
+        if self.beta is not None:
+            offset += self.beta.data
+        return multiplier, offset
 
     def backward(self, grad_y: np.ndarray) -> np.ndarray | None:
         """∂L/∂x (None when ``needs_input_grad`` is False); ∂L/∂γ, ∂L/∂β into ``.grad``.

@@ -184,11 +184,15 @@ class Normalization(Layer):
                                  f"examples of rank {len(expected)})")
             self._checked_shape = x.shape[1:]
         mean = self.adapt_mean.reshape(expected)
-        self._scale = np.maximum(np.sqrt(self.adapt_variance),
-                                 _NORMALIZATION_EPSILON).reshape(expected)
+        self._scale = self.divisor().reshape(expected)
         y = mean + x * self._scale if self.invert else (x - mean) / self._scale
         self._output_shape, self._dtype = y.shape, y.dtype
         return y
+
+    def divisor(self) -> np.ndarray:
+        r"""What the mean-shifted inputs are divided by, one per statistic:
+        :math:`\max(\sigma, \epsilon)` (what an exported graph divides by too)."""
+        return np.maximum(np.sqrt(self.adapt_variance), _NORMALIZATION_EPSILON)
 
     def backward(self, grad_y: np.ndarray) -> np.ndarray:
         grad_y = self._incoming_grad(grad_y, self._output_shape, self._dtype)

@@ -58,7 +58,6 @@ from minidl.layers import (
     Softmax,
     Tanh,
 )
-from minidl.layers.preprocessing import _NORMALIZATION_EPSILON
 from minidl.onnx.graph import NCHW, GraphBuilder, Tensor
 
 Shape = tuple[int, ...]
@@ -149,7 +148,7 @@ def _normalization(layer: Normalization, graph: GraphBuilder, x: Tensor,
                                       for axis, n in enumerate(input_shape, start=1))))
     # the statistics exactly as forward uses them, in the layer's dtype, then as float32
     mean = layer.adapt_mean.reshape(shape)
-    scale = np.maximum(np.sqrt(layer.adapt_variance), _NORMALIZATION_EPSILON).reshape(shape)
+    scale = layer.divisor().reshape(shape)
     mean, scale = graph.constant("mean", mean), graph.constant("scale", scale)
     if layer.invert:
         return Tensor(graph.node("Add", [graph.node("Mul", [x.name, scale]), mean]), x.perm)
@@ -208,12 +207,8 @@ def _batch_normalization(layer: BatchNormalization, graph: GraphBuilder, x: Tens
     features = layer.axis % ndim
     shape = _broadcast_shape(x, tuple(n if axis == features else 1
                                       for axis, n in enumerate((1, *input_shape))))
-    # y = x multiplier + offset, folded in the layer's dtype exactly as its forward folds it
-    inv_std = 1.0 / np.sqrt(layer.moving_variance + layer.epsilon)
-    multiplier = inv_std if layer.gamma is None else inv_std * layer.gamma.data
-    offset = -layer.moving_mean * multiplier
-    if layer.beta is not None:
-        offset += layer.beta.data
+    # y = x multiplier + offset, folded in the layer's dtype by the layer, as its forward is
+    multiplier, offset = layer.inference_scale_and_shift()
     scaled = graph.node("Mul", [x.name, graph.constant("multiplier", multiplier.reshape(shape))])
     return Tensor(graph.node("Add", [scaled, graph.constant("offset", offset.reshape(shape))]),
                   x.perm)
