@@ -29,7 +29,7 @@ from minidl.callbacks.pruning import import_optuna
 from minidl.cli.files import UsageError
 from minidl.cli.train import SECTION_KEYS, build_model, fit_arguments, split_data
 from minidl.model import load_model
-from minidl.model.rows import training_rows
+from minidl.model.rows import hold_out
 
 DEFAULT_TRIALS = 20  # without --n-trials and --timeout
 BEST_SHOWN = 5  # trials in the table printed at the end
@@ -192,9 +192,7 @@ class Tuning:
         fraction = arguments.pop("validation_split", 0.0)
         if fraction:
             # held out here, as fit would, so that the final model can be scored on them
-            n_train = training_rows(len(x), fraction)
-            arguments["validation_data"] = (x[n_train:], y[n_train:])
-            x, y = x[:n_train], y[:n_train]
+            (x, y), arguments["validation_data"] = hold_out(fraction, x, y)
         return build_model(config, x), {"x": x, "y": y, **arguments}
 
     def objective(self, trial: Any) -> float:

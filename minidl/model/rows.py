@@ -32,15 +32,19 @@ def check_sample_weight(where: str, sample_weight: ArrayLike | None, rows: int) 
     return weights
 
 
-def training_rows(rows: int, validation_split: float) -> int:
-    """How many of ``rows`` ``fit`` trains on when it holds out the last ``validation_split``
-    of them (Keras' rounding); both parts must hold a row."""
+def hold_out(validation_split: float,
+             *arrays: np.ndarray | None) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """``arrays`` (rows alike; None stays None) split into the rows ``fit`` trains on and
+    the last ``validation_split`` of them, which it validates on (Keras' rounding: the
+    training rows are rounded down); both parts must hold a row."""
+    rows = len(arrays[0])
     n_train = math.floor(rows * (1.0 - validation_split))
     if not 0 < n_train < rows:
         raise ValueError(f"fit: validation_split={validation_split} leaves {n_train} "
                          f"training and {rows - n_train} validation rows out of "
                          f"{rows}; both need at least one")
-    return n_train
+    return (tuple(None if a is None else a[:n_train] for a in arrays),
+            tuple(None if a is None else a[n_train:] for a in arrays))
 
 
 def class_weights_of_rows(y: np.ndarray, class_weight: dict[int, float]) -> np.ndarray:

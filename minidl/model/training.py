@@ -32,7 +32,7 @@ from minidl.model.rows import (
     Weights,
     check_sample_weight,
     class_weights_of_rows,
-    training_rows,
+    hold_out,
     weighted_batches,
 )
 
@@ -175,11 +175,7 @@ class Trainer:
             raise ValueError("fit: give validation_data or validation_split, not both")
         validation = None
         if validation_split:
-            n_train = training_rows(len(x), validation_split)
-            validation = (x[n_train:], y[n_train:],
-                          None if weights is None else weights[n_train:])
-            x, y = x[:n_train], y[:n_train]
-            weights = None if weights is None else weights[:n_train]
+            (x, y, weights), validation = hold_out(validation_split, x, y, weights)
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
                 raise ValueError("fit: validation_data must be (x_val, y_val) or "
